@@ -1,0 +1,163 @@
+"""The architecture, described once: both twins (Flax and PyTorch) build from a `ModelConfig`.
+
+Framework-free on purpose: `torch_ref` imports this module without pulling in JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+Activation = Literal["relu", "relu6", "silu", "gelu"]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One conv layer of the trunk; it is always followed by BatchNorm, activation and dropout.
+
+    `separable=True` is a depthwise k×k conv (groups = in channels, stride and dilation here)
+    followed by a pointwise 1×1 conv to `out_channels`. `padding=None` pads `dilation*(k-1)//2`
+    on every side, symmetric as torch's `padding=` is (not XLA's 'SAME', which pads a stride-2
+    conv on an even map (0, 1)); an int pads that much on every side (0 = 'valid').
+    """
+
+    out_channels: int
+    kernel_size: int = 3
+    stride: int = 1
+    dilation: int = 1
+    separable: bool = False
+    groups: int = 1
+    padding: int | None = None
+
+    @property
+    def pad(self) -> int:
+        """Padding applied on each of the four sides."""
+        return self.dilation * (self.kernel_size - 1) // 2 if self.padding is None else self.padding
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A named group of conv layers (C1…C4 in the seed design)."""
+
+    name: str
+    layers: tuple[ConvSpec, ...]
+
+
+def _c(out: int, *, s: int = 1, d: int = 1, sep: bool = False) -> ConvSpec:
+    return ConvSpec(out_channels=out, stride=s, dilation=d, separable=sep)
+
+
+# The seed's design: C1-C4, downsampling by stride-2 convs (no max-pooling), depthwise-separable
+# layers in C2-C4, a dilated conv in C3, GAP -> Dense. 193,826 params, receptive field 99.
+SEED_BLOCKS: tuple[BlockSpec, ...] = (
+    BlockSpec("c1", (_c(24), _c(48), _c(32, s=2))),
+    BlockSpec("c2", (_c(48, sep=True), _c(64, sep=True), _c(48, s=2))),
+    BlockSpec("c3", (_c(64, sep=True), _c(80, d=2), _c(64, s=2))),
+    BlockSpec("c4", (_c(96, sep=True), _c(128, sep=True), _c(128, sep=True))),
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The compact CIFAR-10 CNN: conv blocks (conv → BN → act → dropout), then GAP → Dense.
+
+    BatchNorm is described in torch's convention (`bn_momentum` is the weight of the new batch
+    statistic; Flax's `momentum` is `1 - bn_momentum`). `bn_unbiased_running_var=True` updates
+    the running variance with the unbiased batch variance as torch does; Flax's stock BatchNorm
+    uses the biased one (a parity trap, kept as an option so the parity suite can show it).
+    """
+
+    blocks: tuple[BlockSpec, ...] = SEED_BLOCKS
+    in_channels: int = 3
+    num_classes: int = 10
+    input_size: int = 32
+    dropout: float = 0.0
+    activation: Activation = "relu"
+    bn_momentum: float = 0.1
+    bn_eps: float = 1e-5
+    bn_unbiased_running_var: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
+
+    def layers(self) -> list[tuple[str, int, ConvSpec]]:
+        """(block name, index in block, spec) for every conv layer, in order."""
+        return [(b.name, i, spec) for b in self.blocks for i, spec in enumerate(b.layers)]
+
+    @property
+    def feature_channels(self) -> int:
+        return self.blocks[-1].layers[-1].out_channels
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        if "blocks" in d:
+            d["blocks"] = tuple(
+                BlockSpec(b["name"], tuple(ConvSpec(**layer) for layer in b["layers"]))
+                for b in d["blocks"]
+            )
+        return cls(**d)
+
+
+def out_size(size: int, spec: ConvSpec) -> int:
+    """Spatial output size of a conv with torch's symmetric padding (same formula as nn.Conv2d)."""
+    k_eff = spec.dilation * (spec.kernel_size - 1) + 1
+    return (size + 2 * spec.pad - k_eff) // spec.stride + 1
+
+
+def validate(cfg: ModelConfig) -> None:
+    """Raise ConfigError naming the first invalid field of `cfg`."""
+
+    def need(ok: bool, where: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"ModelConfig.{where}: {msg}")
+
+    need(isinstance(cfg.blocks, tuple) and len(cfg.blocks) > 0, "blocks", "needs at least one block")
+    need(cfg.in_channels >= 1, "in_channels", f"must be >= 1, got {cfg.in_channels}")
+    need(cfg.num_classes >= 2, "num_classes", f"must be >= 2, got {cfg.num_classes}")
+    need(cfg.input_size >= 1, "input_size", f"must be >= 1, got {cfg.input_size}")
+    need(0.0 <= cfg.dropout < 1.0, "dropout", f"must be in [0, 1), got {cfg.dropout}")
+    need(0.0 < cfg.bn_momentum <= 1.0, "bn_momentum", f"must be in (0, 1], got {cfg.bn_momentum}")
+    need(cfg.bn_eps > 0, "bn_eps", f"must be > 0, got {cfg.bn_eps}")
+    need(cfg.activation in ("relu", "relu6", "silu", "gelu"), "activation",
+         f"must be one of relu, relu6, silu, gelu; got {cfg.activation!r}")
+    names = [b.name for b in cfg.blocks]
+    for bi, block in enumerate(cfg.blocks):
+        need(block.name.isidentifier(), f"blocks[{bi}].name", f"{block.name!r} is not an identifier")
+        need(names.count(block.name) == 1, f"blocks[{bi}].name", f"{block.name!r} is used twice")
+        need(len(block.layers) > 0, f"blocks[{bi}].layers", "needs at least one conv layer")
+    cin, size = cfg.in_channels, cfg.input_size
+    for bi, block in enumerate(cfg.blocks):
+        for li, s in enumerate(block.layers):
+            at = f"blocks[{bi}].layers[{li}]"
+            need(s.out_channels >= 1, f"{at}.out_channels", f"must be >= 1, got {s.out_channels}")
+            need(s.kernel_size >= 1, f"{at}.kernel_size", f"must be >= 1, got {s.kernel_size}")
+            need(s.padding is not None or s.kernel_size % 2 == 1, f"{at}.kernel_size",
+                 f"must be odd for automatic symmetric padding, got {s.kernel_size} (or set padding)")
+            need(s.padding is None or s.padding >= 0, f"{at}.padding", f"must be >= 0, got {s.padding}")
+            need(s.stride >= 1, f"{at}.stride", f"must be >= 1, got {s.stride}")
+            need(s.dilation >= 1, f"{at}.dilation", f"must be >= 1, got {s.dilation}")
+            need(s.groups >= 1, f"{at}.groups", f"must be >= 1, got {s.groups}")
+            need(not (s.separable and s.groups != 1), f"{at}.groups",
+                 "must be 1 for a separable layer (its depthwise part already uses groups = in channels)")
+            need(cin % s.groups == 0, f"{at}.groups",
+                 f"in channels {cin} are not divisible by groups={s.groups}")
+            need(s.out_channels % s.groups == 0, f"{at}.groups",
+                 f"out_channels {s.out_channels} is not divisible by groups={s.groups}")
+            new = out_size(size, s)
+            need(new >= 1, f"{at}.stride",
+                 f"spatial size collapses to {new} (input {size}x{size} at this layer, "
+                 f"kernel {s.kernel_size}, stride {s.stride}, dilation {s.dilation}, padding {s.pad}; "
+                 f"ModelConfig.input_size={cfg.input_size})")
+            cin, size = s.out_channels, new

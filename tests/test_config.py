@@ -1,0 +1,55 @@
+"""ModelConfig: the seed design's numbers and clear errors for invalid configs."""
+
+import pytest
+
+from flax_cnn import ModelConfig, macs, param_count, receptive_field, summary
+from flax_cnn.config import BlockSpec, ConfigError, ConvSpec
+
+
+def test_default_is_the_seed_design():
+    cfg = ModelConfig()
+    assert [b.name for b in cfg.blocks] == ["c1", "c2", "c3", "c4"]
+    specs = [s for _, _, s in cfg.layers()]
+    assert any(s.separable for s in specs) and any(s.dilation > 1 for s in specs)
+    assert sum(s.stride == 2 for s in specs) == 3
+    assert param_count(cfg) == 193_826 < 200_000
+    assert receptive_field(cfg) == 99 > 44
+    assert macs(cfg) == 22_463_232
+
+
+def test_summary_has_totals():
+    text = summary(ModelConfig())
+    assert "features.c3.1.conv" in text and "Total params: 193,826" in text and "Receptive field: 99" in text
+
+
+def test_round_trips_through_dict():
+    cfg = ModelConfig(dropout=0.1)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def _one(spec: ConvSpec, **kw) -> ModelConfig:
+    return ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(16), spec)),), **kw)
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: _one(ConvSpec(32, stride=0)), "blocks[0].layers[1].stride"),
+    (lambda: _one(ConvSpec(30, groups=4)), "blocks[0].layers[1].groups"),   # 16 in / 30 out, groups 4
+    (lambda: _one(ConvSpec(32, groups=3)), "blocks[0].layers[1].groups"),   # 16 in not divisible by 3
+    (lambda: _one(ConvSpec(32, kernel_size=4)), "blocks[0].layers[1].kernel_size"),
+    (lambda: _one(ConvSpec(32, dilation=0)), "blocks[0].layers[1].dilation"),
+    (lambda: _one(ConvSpec(32, separable=True, groups=2)), "blocks[0].layers[1].groups"),
+    (lambda: _one(ConvSpec(32, kernel_size=7, padding=0), input_size=4), "blocks[0].layers[1].stride"),
+    (lambda: _one(ConvSpec(32, padding=-1)), "blocks[0].layers[1].padding"),
+    (lambda: ModelConfig(dropout=1.0), "dropout"),
+    (lambda: ModelConfig(num_classes=1), "num_classes"),
+    (lambda: ModelConfig(blocks=()), "blocks"),
+])
+def test_invalid_configs_name_the_field(make, field):
+    with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        make()
+
+
+def test_spatial_collapse_names_the_layer():
+    blocks = tuple(BlockSpec(f"c{i}", (ConvSpec(8, stride=2, padding=0),)) for i in range(1, 8))
+    with pytest.raises(ConfigError, match=r"blocks\[4\]\.layers\[0\]\.stride: spatial size collapses to 0"):
+        ModelConfig(blocks=blocks, input_size=32)

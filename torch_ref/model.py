@@ -1,0 +1,79 @@
+"""The PyTorch twin, NCHW, built from the same `ModelConfig` as the Flax one.
+
+State-dict keys are the project's interchange naming (`features.c1.0.conv.weight`, …).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from flax_cnn.config import ConvSpec, ModelConfig
+
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k×k (groups = in channels; stride, dilation, padding) then pointwise 1×1."""
+
+    def __init__(self, in_ch: int, out_ch: int, spec: ConvSpec):
+        super().__init__()
+        self.depthwise = nn.Conv2d(in_ch, in_ch, spec.kernel_size, spec.stride, spec.pad,
+                                   spec.dilation, groups=in_ch, bias=False)
+        self.pointwise = nn.Conv2d(in_ch, out_ch, 1, bias=False)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+class ConvBNAct(nn.Sequential):
+    """conv → BatchNorm → activation → dropout."""
+
+    def __init__(self, in_ch: int, spec: ConvSpec, cfg: ModelConfig):
+        conv = (SeparableConv2d(in_ch, spec.out_channels, spec) if spec.separable else
+                nn.Conv2d(in_ch, spec.out_channels, spec.kernel_size, spec.stride, spec.pad,
+                          spec.dilation, groups=spec.groups, bias=False))
+        super().__init__(OrderedDict(
+            conv=conv,
+            bn=nn.BatchNorm2d(spec.out_channels, eps=cfg.bn_eps, momentum=cfg.bn_momentum),
+            act=ACTIVATIONS[cfg.activation](),
+            drop=nn.Dropout(cfg.dropout),
+        ))
+
+
+class CNN(nn.Module):
+    """`features` is the conv trunk (N, C, h, w); `forward_head` pools and classifies."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        blocks, in_ch = OrderedDict(), cfg.in_channels
+        for b in cfg.blocks:
+            layers = []
+            for spec in b.layers:
+                layers.append(ConvBNAct(in_ch, spec, cfg))
+                in_ch = spec.out_channels
+            blocks[b.name] = nn.Sequential(*layers)
+        self.features = nn.Sequential(blocks)
+        self.fc = nn.Linear(in_ch, cfg.num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
+        return self.fc(f.mean(dim=(2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_model(config: ModelConfig | None = None, *, seed: int | None = None) -> CNN:
+    """Build the torch twin (train mode); `seed` makes the default init reproducible."""
+    config = config or ModelConfig()
+    if seed is None:
+        return CNN(config)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return CNN(config)
