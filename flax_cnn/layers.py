@@ -61,8 +61,8 @@ class SeparableConv2d(nnx.Module):
 class BatchNorm2d(nnx.Module):
     """BatchNorm over N, H, W of NHWC input, with torch's running-statistics semantics.
 
-    `momentum` is torch's (weight of the new batch statistic). Statistics are computed and
-    stored in float32 even when activations are bf16.
+    `momentum` is torch's (weight of the new batch statistic). Statistics are computed in at
+    least float32 (float32 for bf16 activations, float64 for float64 ones).
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5,
@@ -78,7 +78,7 @@ class BatchNorm2d(nnx.Module):
 
     def __call__(self, x):
         dtype = x.dtype
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(jnp.promote_types(dtype, jnp.float32))
         if self.use_running_average:
             mean, var = self.mean.get_value(), self.var.get_value()
         else:

@@ -1,0 +1,122 @@
+"""The functional core: the model is split once; jitted steps map state → state with donation.
+
+`TrainState` holds everything a step changes — params, BatchNorm statistics, optimizer state,
+the step counter and the epoch's metric sums — so a step needs no host sync, and a checkpoint of
+it resumes an epoch exactly. Non-finite losses or gradients leave the state unchanged and are
+counted in `metrics["nonfinite"]`; the loop checks that count whenever it syncs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+METRIC_KEYS = ("loss_sum", "correct", "count", "nonfinite")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    params: nnx.State
+    batch_stats: nnx.State
+    opt_state: optax.OptState
+    step: jax.Array
+    metrics: dict[str, jax.Array]
+
+
+def zero_metrics() -> dict[str, jax.Array]:
+    return {"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+            "count": jnp.zeros((), jnp.int32), "nonfinite": jnp.zeros((), jnp.int32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A split model: graph definitions for train and eval mode (static) plus the initial state."""
+
+    train_def: nnx.GraphDef
+    eval_def: nnx.GraphDef
+    params: nnx.State
+    batch_stats: nnx.State
+
+    @classmethod
+    def split(cls, model: nnx.Module) -> Model:
+        model.eval()
+        eval_def, _, _ = nnx.split(model, nnx.Param, nnx.BatchStat)
+        model.train()
+        train_def, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+        return cls(train_def, eval_def, params, batch_stats)
+
+    def merge(self, params, batch_stats, *, train: bool) -> nnx.Module:
+        """A module over fresh Variables at the current trace level (so BN may update them)."""
+        fresh = lambda s: jax.tree.map(lambda a: a, s)  # noqa: E731
+        return nnx.merge(self.train_def if train else self.eval_def, fresh(params), fresh(batch_stats))
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Per-example CE; smoothing matches torch's `label_smoothing` ((1-e)*onehot + e/K)."""
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    if label_smoothing:
+        onehot = optax.smooth_labels(onehot, label_smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
+
+
+def init_state(model: Model, tx: optax.GradientTransformation) -> TrainState:
+    return TrainState(model.params, model.batch_stats, tx.init(model.params), jnp.zeros((), jnp.int32), zero_metrics())
+
+
+def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
+                    compute_dtype=jnp.float32, augment: Callable | None = None) -> Callable:
+    """train_step(state, images, labels, key) -> state (jitted, `state` donated).
+
+    `augment(key, images) -> float images` runs first when given (the on-device path); dropout
+    and augmentation keys are folded from `key` and the step number, so a resumed run draws the
+    same randomness.
+    """
+
+    def train_step(state: TrainState, images, labels, key):
+        step_key = jax.random.fold_in(key, state.step)
+        if augment is not None:
+            images = augment(jax.random.fold_in(step_key, 1), images)
+        x = images.astype(compute_dtype)
+
+        def loss_fn(params):
+            m = model.merge(params, state.batch_stats, train=True)
+            logits = m(x, key=jax.random.fold_in(step_key, 2)).astype(jnp.float32)
+            loss = cross_entropy(logits, labels, label_smoothing).mean()
+            return loss, (logits, nnx.state(m, nnx.BatchStat))
+
+        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, new_opt = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
+        n = labels.shape[0]
+        m = state.metrics
+        metrics = {
+            "loss_sum": m["loss_sum"] + jnp.where(ok, loss * n, 0.0),
+            "correct": m["correct"] + jnp.where(ok, (logits.argmax(-1) == labels).sum(), 0),
+            "count": m["count"] + jnp.where(ok, n, 0),
+            "nonfinite": m["nonfinite"] + (~ok).astype(jnp.int32),
+        }
+        return TrainState(keep(new_params, state.params), keep(new_stats, state.batch_stats),
+                          keep(new_opt, state.opt_state), state.step + 1, metrics)
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def make_eval_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
+    """eval_step(params, batch_stats, images, labels, mask) -> (loss_sum, correct, logits)."""
+
+    def eval_step(params, batch_stats, images, labels, mask):
+        m = model.merge(params, batch_stats, train=False)
+        logits = m(images.astype(compute_dtype)).astype(jnp.float32)
+        loss = cross_entropy(logits, labels)
+        correct = (logits.argmax(-1) == labels) & mask
+        return jnp.where(mask, loss, 0.0).sum(), correct.sum(), logits
+
+    return jax.jit(eval_step)
