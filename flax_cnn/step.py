@@ -93,7 +93,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
         (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
-        ok = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        ok = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)  # noqa: E731
         n = labels.shape[0]
         m = state.metrics

@@ -64,7 +64,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     """Cross-entropy label smoothing (torch's label_smoothing semantics)."""
     dropout: float = 0.0
-    """Dropout rate after every conv block layer."""
+    """Dropout rate after every conv layer (overrides the --model file's)."""
+    model: str | None = None
+    """A ModelConfig JSON file describing another architecture (default: the seed design)."""
     augment: Literal["albumentations", "device", "none"] = "albumentations"
     """Augmentation: albumentations on the CPU (grain workers), the JAX on-device path, or none."""
     aug: AugmentConfig = field(default_factory=AugmentConfig)
@@ -100,9 +102,16 @@ class TrainConfig:
     cpu_devices: int = 0
     """On CPU, split the host into this many XLA devices (0 = one per core, which lets XLA use
     every core); ignored on GPU/TPU."""
+    coordinator: str | None = None
+    """Multi-process (multi-host) JAX run: address HOST:PORT of process 0 (jax.distributed)."""
+    num_processes: int = 1
+    """Multi-process run: number of processes."""
+    process_id: int = 0
+    """Multi-process run: this process's index (0 writes the run directory)."""
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(dropout=self.dropout)
+        base = ModelConfig.from_dict(json.loads(Path(self.model).read_text())) if self.model else ModelConfig()
+        return base.replace(dropout=self.dropout)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -118,7 +127,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """config.json of a run: the flags, plus the resolved architecture under "model_config"."""
+        path.write_text(json.dumps(dict(self.to_dict(), model_config=self.model_config().to_dict()), indent=2) + "\n")
 
 
 def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
@@ -154,7 +164,17 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(cfg.log_every >= 1, "log_every", f"must be >= 1, got {cfg.log_every}")
     need(cfg.devices >= 0, "devices", f"must be >= 0, got {cfg.devices}")
     need(cfg.cpu_devices >= 0, "cpu_devices", f"must be >= 0, got {cfg.cpu_devices}")
+    need(cfg.num_processes >= 1, "num_processes", f"must be >= 1, got {cfg.num_processes}")
+    need(0 <= cfg.process_id < cfg.num_processes, "process_id",
+         f"must be in [0, {cfg.num_processes}), got {cfg.process_id}")
+    need(cfg.num_processes == 1 or cfg.coordinator, "coordinator", "is required with --num-processes > 1")
     if need_data_dir and cfg.data_dir not in (None, "tfds"):
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
+    if cfg.model is not None:
+        need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
+        try:
+            cfg.model_config()
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"--model {cfg.model}: not a valid ModelConfig JSON ({e})") from None
     if cfg.init_from is not None:
         need(Path(cfg.init_from).is_file(), "init_from", f"{cfg.init_from} is not a file")

@@ -6,11 +6,23 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import numpy as np
-import pytest
-import torch
+import jax
 
-from flax_cnn.config import ModelConfig
+# Four XLA CPU devices for the sharding tests; must happen before JAX initialises its backend.
+jax.config.update("jax_num_cpu_devices", 4)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from flax_cnn.config import BlockSpec, ConvSpec, ModelConfig  # noqa: E402
+
+# A 4-layer net with a stride-2, a depthwise-separable and a dilated conv: compiles in seconds.
+TINY = ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(8), ConvSpec(16, stride=2))),
+                           BlockSpec("c2", (ConvSpec(16, separable=True), ConvSpec(16, dilation=2)))))
 
 
 def randomize_torch_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -50,3 +62,40 @@ def real_data_dir():
             pytest.fail(f"real CIFAR-10 required but not found at {d}")
         pytest.skip(f"real CIFAR-10 not found at {d} (set CIFAR10_DIR)")
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model_json(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("model") / "tiny.json"
+    path.write_text(json.dumps(TINY.to_dict()))
+    return str(path)
+
+
+def write_binary_cifar(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
+    """A small CIFAR-10 in the official binary layout (random pixels, labels cycling 0-9)."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def records(n):
+        labels = (np.arange(n) % 10).astype(np.uint8)[:, None]
+        return np.concatenate([labels, rng.integers(0, 256, (n, 3072), dtype=np.uint8)], 1)
+
+    per = n_train // 5
+    for i in range(1, 6):
+        records(per).tofile(root / f"data_batch_{i}.bin")
+    records(n_test).tofile(root / "test_batch.bin")
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (root / "batches.meta.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def train_data_dir(tmp_path_factory) -> str:
+    """The real CIFAR-10 when present (trainer tests use a slice of it), else a generated one."""
+    here = Path(__file__).resolve().parents[1]
+    d = Path(os.environ.get("CIFAR10_DIR", here.parent / "shared" / "data" / "cifar10"))
+    if (d / "test_batch.bin").is_file():
+        return str(d)
+    if os.environ.get("FLAX_CNN_REQUIRE_REAL_DATA") == "1":
+        pytest.fail(f"real CIFAR-10 required but not found at {d}")
+    return str(write_binary_cifar(tmp_path_factory.mktemp("cifar")))

@@ -1,0 +1,44 @@
+"""The command line both trainers share: flags from TrainConfig, one-line errors, exit codes.
+
+Exit codes: 0 done, 1 training stopped (non-finite loss), 2 bad flags or unusable data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+import tyro
+
+from flax_cnn.config import ConfigError
+from flax_cnn.train_config import TrainConfig, validate
+
+
+def parse(argv: list[str] | None, prog: str, description: str) -> TrainConfig:
+    return tyro.cli(TrainConfig, args=argv, prog=prog, description=description)
+
+
+def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, prog: str, description: str,
+             before: Callable[[TrainConfig], None] | None = None) -> int:
+    """Parse, validate, run `train(cfg)`; turn expected failures into one line on stderr."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    from flax_cnn.data.errors import DataError
+    from flax_cnn.loop import TrainingError
+
+    cfg = parse(argv, prog, description)
+    try:
+        validate(cfg)
+        if before is not None:
+            before(cfg)
+        train(cfg)
+    except (ConfigError, DataError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"{prog}: stopped: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,213 @@
+"""The epoch loop both trainers share: data → steps → eval → checkpoint → report.
+
+A trainer supplies an `Engine` (the JAX one in `flax_cnn.engine`, the torch one in
+`torch_ref.engine`); everything else — data, progress bar, NaN guard, resume, metrics.jsonl,
+plots, summary — is this one page, so the two twins cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from flax_cnn import arch, report
+from flax_cnn.run_data import RunData
+from flax_cnn.train_config import TrainConfig
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (non-finite loss, unusable run directory); the message says why."""
+
+
+class Engine(Protocol):
+    """What the loop needs from a framework."""
+
+    framework: str
+    is_primary: bool
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> None: ...
+    def epoch_metrics(self) -> dict: ...          # host sync: loss_sum, correct, count, nonfinite
+    def reset_epoch_metrics(self) -> None: ...
+    def evaluate(self, batches) -> tuple[float, float, np.ndarray]: ...  # loss, accuracy, preds
+    def has_checkpoint(self) -> bool: ...
+    def save(self, step: int, meta: dict, *, test_accuracy: float | None = None) -> None: ...
+    def restore(self) -> dict: ...
+    def export_weights(self, path: Path) -> None: ...
+    def num_params(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT ask the loop to checkpoint and stop at the next step boundary."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _progress(cfg: TrainConfig, engine: Engine, epoch: int, steps: int, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                disable=not (cfg.progress and engine.is_primary), leave=True, dynamic_ncols=True)
+
+
+def _check_finite(m: dict, epoch: int, step: int) -> None:
+    if m["nonfinite"]:
+        raise TrainingError(
+            f"non-finite loss or gradient in epoch {epoch + 1} before step {step}: stopped; those steps "
+            "were not applied and the last good checkpoint is kept (lower --max-lr, or check the data)")
+
+
+def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *,
+        out: Path, log=print) -> dict:
+    """Train `cfg.epochs` epochs (or finish a resumed run); returns the summary dict."""
+    steps = data.train.steps_per_epoch
+    history: list[dict] = []
+    start_epoch, start_step = 0, 0
+    wall0 = time.perf_counter()
+    if cfg.resume and engine.has_checkpoint():
+        meta = engine.restore()
+        history, start_epoch, start_step = meta["history"], meta["epoch"], meta["step_in_epoch"]
+        if meta.get("finished"):
+            log(f"{out}: this run already finished {len(history)} epochs; nothing to do.")
+            return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+        log(f"resuming {out} at epoch {start_epoch + 1}, step {start_step}/{steps}")
+        wall0 -= meta.get("wall_seconds", 0.0)
+    elif cfg.resume:
+        log(f"{out}: no checkpoint to resume from; starting a new run")
+    elif engine.has_checkpoint():
+        raise TrainingError(f"--out {out} already holds a run: pass --resume to continue it, or choose another --out")
+    if engine.is_primary:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+        if start_epoch == 0 and start_step == 0:
+            engine.export_weights(out / "init.safetensors")
+    tb = report.TensorBoard(out / "tensorboard" if (cfg.tensorboard and engine.is_primary) else None)
+
+    def meta(epoch: int, step_in_epoch: int, finished: bool = False) -> dict:
+        return {"epoch": epoch, "step_in_epoch": step_in_epoch, "history": history, "finished": finished,
+                "wall_seconds": time.perf_counter() - wall0, "framework": engine.framework}
+
+    with _StopFlag() as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            if start_step == 0:
+                engine.reset_epoch_metrics()
+            t0 = time.perf_counter()
+            bar = _progress(cfg, engine, epoch, steps, start_step)
+            step = start_step
+            for images, labels in data.train.epoch(epoch, start_step):
+                engine.train_step(images, labels)
+                step += 1
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == steps:
+                    m = engine.epoch_metrics()
+                    _check_finite(m, epoch, step)
+                    dt = time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{m['loss_sum'] / max(m['count'], 1):.3f}",
+                                    acc=f"{m['correct'] / max(m['count'], 1):.3f}",
+                                    lr=f"{lr_table[epoch * steps + step - 1]:.2e}",
+                                    img_s=f"{(step - start_step) * cfg.batch_size / dt:.0f}")
+                if step < steps and (stop.raised or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                    _check_finite(engine.epoch_metrics(), epoch, step)
+                    engine.save(epoch * steps + step, meta(epoch, step))
+                    if stop.raised:
+                        bar.close()
+                        log(f"stopped by signal at epoch {epoch + 1}, step {step}: checkpoint saved; --resume continues")
+                        raise SystemExit(130)
+            bar.close()
+            train_seconds = time.perf_counter() - t0
+            m = engine.epoch_metrics()
+            _check_finite(m, epoch, steps)
+            test_loss, test_acc, _ = engine.evaluate(data.test_batches())
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": m["loss_sum"] / m["count"],
+                "train_accuracy": m["correct"] / m["count"],
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "lr": float(lr_table[(epoch + 1) * steps - 1]),
+                "epoch_seconds": round(time.perf_counter() - t0, 3),
+                "images_per_second": round((steps - start_step) * cfg.batch_size / train_seconds, 1),
+            }
+            history.append(row)
+            finished = epoch + 1 == cfg.epochs
+            engine.save((epoch + 1) * steps, meta(epoch + 1, 0, finished), test_accuracy=test_acc)
+            if engine.is_primary:
+                report.write_metrics(out / "metrics.jsonl", history)
+                tb.scalars(row, epoch + 1)
+            log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+                f"test loss {test_loss:.4f} acc {test_acc:.4f} | {row['epoch_seconds']:.1f} s, "
+                f"{row['images_per_second']:.0f} img/s")
+            start_step = 0
+            if stop.raised and not finished:
+                log(f"stopped by signal after epoch {epoch + 1}: checkpoint saved; --resume continues")
+                raise SystemExit(130)
+    tb.close()
+    return finish(cfg, engine, data, history, out, wall=time.perf_counter() - wall0, log=log)
+
+
+def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict], out: Path, *,
+           wall: float, log=print) -> dict:
+    """Final artefacts: weights, curves, confusion matrix, misclassified grid, summary table."""
+    _, _, preds = engine.evaluate(data.test_batches())
+    mcfg = cfg.model_config()
+    best = max(history, key=lambda r: r["test_accuracy"])
+    summary = {
+        "framework": engine.framework,
+        "epochs": len(history),
+        "final_test_accuracy": history[-1]["test_accuracy"],
+        "best_test_accuracy": best["test_accuracy"],
+        "best_epoch": best["epoch"],
+        "params": engine.num_params(),
+        "receptive_field": arch.receptive_field(mcfg),
+        "wall_seconds": round(wall, 1),
+        "train_examples": data.n_train,
+        "test_examples": int(len(data.test_labels)),
+    }
+    if engine.is_primary:
+        engine.export_weights(out / "model.safetensors")
+        report.plot_curves(history, out / "curves.png", title=f"{engine.framework}: {out.name}")
+        report.plot_confusion(data.test_labels, preds, data.class_names, out / "confusion.png")
+        report.plot_misclassified(data.test_images, data.test_labels, preds, data.class_names,
+                                  out / "misclassified.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(report.summary_table([
+        ("framework", engine.framework),
+        ("final test accuracy", f"{100 * summary['final_test_accuracy']:.2f} %"),
+        ("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f} % (epoch {summary['best_epoch']})"),
+        ("params", f"{summary['params']:,}"),
+        ("receptive field", f"{summary['receptive_field']} px"),
+        ("wall time", _hms(wall)),
+        ("run directory", str(out)),
+    ]))
+    return summary
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(math.ceil(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"

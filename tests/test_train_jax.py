@@ -1,0 +1,159 @@
+"""The JAX trainer end to end on a small slice, with the tiny architecture so compiles stay short."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flax_cnn.data.pipeline import TrainLoader
+from flax_cnn.loop import TrainingError
+from flax_cnn.report import METRIC_FIELDS, read_metrics
+from flax_cnn.train_config import TrainConfig
+from flax_cnn.trainer import train_and_evaluate
+
+TIMING = {"epoch_seconds", "images_per_second"}
+
+
+def small_cfg(data_dir, model_json, out, **kw) -> TrainConfig:
+    base = dict(data_dir=data_dir, model=model_json, out=str(out), epochs=2, batch_size=32, train_examples=256,
+                test_examples=200, eval_batch_size=100, max_lr=0.01, progress=False, devices=1,
+                checkpoint_every=3, log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _quiet(*a, **k):
+    pass
+
+
+def _math(history):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(train_data_dir, tiny_model_json, tmp_path_factory):
+    out = tmp_path_factory.mktemp("jax") / "run"
+    cfg = small_cfg(train_data_dir, tiny_model_json, out, tensorboard=True)
+    summary = train_and_evaluate(cfg, log=_quiet)
+    return cfg, out, summary
+
+
+def test_run_writes_every_artefact(uninterrupted):
+    cfg, out, summary = uninterrupted
+    for name in ("config.json", "metrics.jsonl", "curves.png", "confusion.png", "misclassified.png",
+                 "model.safetensors", "init.safetensors", "summary.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "best").is_dir() and (out / "checkpoints").is_dir()
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert set(METRIC_FIELDS) <= set(r)
+        assert 0 <= r["train_accuracy"] <= 1 and 0 <= r["test_accuracy"] <= 1
+        assert np.isfinite(r["train_loss"]) and r["images_per_second"] > 0
+    assert summary["epochs"] == 2 and summary["test_examples"] == 200 and summary["train_examples"] == 256
+    saved = json.loads((out / "config.json").read_text())
+    assert TrainConfig.from_dict(saved) == cfg and saved["model_config"]["blocks"][0]["name"] == "c1"
+
+
+def test_loss_decreases_on_the_slice(uninterrupted):
+    rows = read_metrics(uninterrupted[1] / "metrics.jsonl")
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp_path):
+    cfg, ref_out, _ = uninterrupted
+    cfg = cfg.replace(out=str(tmp_path / "run"), tensorboard=False)
+    from flax_cnn.engine import JaxEngine
+    real_step = JaxEngine.train_step
+    calls = {"n": 0}
+
+    def crashing_step(self, images, labels):
+        calls["n"] += 1
+        if calls["n"] == 8 + 4:  # epoch 2 (8 steps per epoch), after the checkpoint at its step 3
+            raise RuntimeError("simulated crash")
+        real_step(self, images, labels)
+
+    monkeypatch.setattr(JaxEngine, "train_step", crashing_step)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_and_evaluate(cfg, log=_quiet)
+    monkeypatch.setattr(JaxEngine, "train_step", real_step)
+    logs = []
+    train_and_evaluate(cfg.replace(resume=True), log=logs.append)
+    assert any("resuming" in str(m) and "epoch 2, step 3" in str(m) for m in logs)
+    assert _math(read_metrics(tmp_path / "run" / "metrics.jsonl")) == _math(read_metrics(ref_out / "metrics.jsonl"))
+    from safetensors.numpy import load_file
+    a, b = load_file(str(ref_out / "model.safetensors")), load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    logs.clear()
+    train_and_evaluate(cfg.replace(resume=True), log=logs.append)
+    assert any("already finished" in str(m) for m in logs)
+
+
+def test_new_run_refuses_a_used_directory(uninterrupted):
+    cfg, out, _ = uninterrupted
+    with pytest.raises(TrainingError, match="--resume"):
+        train_and_evaluate(cfg, log=_quiet)
+
+
+def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(train_data_dir, tiny_model_json, tmp_path,
+                                                                   monkeypatch):
+    cfg = small_cfg(train_data_dir, tiny_model_json, tmp_path / "run", epochs=1, log_every=1, checkpoint_every=2)
+    orig_epoch = TrainLoader.epoch
+
+    def poisoned_epoch(self, epoch, start_step=0):
+        for i, (x, y) in enumerate(orig_epoch(self, epoch, start_step), start=start_step):
+            if i == 5:
+                x = np.full_like(x, np.nan)
+            yield x, y
+
+    monkeypatch.setattr(TrainLoader, "epoch", poisoned_epoch)
+    with pytest.raises(TrainingError, match="non-finite loss .* epoch 1 before step 6"):
+        train_and_evaluate(cfg, log=_quiet)
+    assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()) == [2, 4]
+
+
+def test_four_devices_give_the_same_metrics_as_one(uninterrupted, tmp_path):
+    cfg, ref_out, _ = uninterrupted
+    train_and_evaluate(cfg.replace(out=str(tmp_path / "r4"), devices=4, tensorboard=False), log=_quiet)
+    a, b = read_metrics(ref_out / "metrics.jsonl"), read_metrics(tmp_path / "r4" / "metrics.jsonl")
+    for ra, rb in zip(a, b):
+        for k in ("train_loss", "test_loss"):
+            # BN statistics and the loss are all-reduced over 4 shards: a different summation
+            # order, float32 rounding amplified by 16 steps of training.
+            assert abs(ra[k] - rb[k]) <= 2e-3 * abs(ra[k]), k
+        for k in ("train_accuracy", "test_accuracy"):
+            assert abs(ra[k] - rb[k]) <= 0.02, k
+
+
+def test_train_step_compiles_once(train_data_dir, tiny_model_json, tmp_path):
+    from flax_cnn import run_data
+    from flax_cnn.engine import JaxEngine
+    cfg = small_cfg(train_data_dir, tiny_model_json, tmp_path, epochs=1)
+    data = run_data.prepare(cfg)
+    eng = JaxEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=tmp_path)
+    for x, y in data.train.epoch(0):
+        eng.train_step(x, y)
+    eng.epoch_metrics()
+    eng.evaluate(data.test_batches())
+    eng.evaluate(data.test_batches())
+    assert eng._train_step._cache_size() == 1
+    assert eng._eval_step._cache_size() == 1
+    eng.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "-1"], "--epochs: must be >= 1, got -1"),
+    (["--batch-size", "512", "--train-examples", "256"], "--batch-size: 512 is larger than the 256 training examples"),
+    (["--data-dir", "/nonexistent/cifar"], "--data-dir: /nonexistent/cifar does not exist"),
+])
+def test_bad_flags_exit_2_with_one_line(args, message):
+    r = subprocess.run([sys.executable, "-m", "flax_cnn.train", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr

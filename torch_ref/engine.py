@@ -1,0 +1,120 @@
+"""The torch side of the shared loop (`flax_cnn.loop`): eager steps, safetensors checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from flax_cnn.config import ConfigError
+from flax_cnn.train_config import TrainConfig
+from torch_ref import checkpoint
+from torch_ref.model import build_model
+from torch_ref.optim import make_optimizer, make_scheduler
+from torch_ref.weights import load_weights, save_weights
+
+
+def _zero_metrics(device) -> dict[str, torch.Tensor]:
+    return {"loss_sum": torch.zeros((), dtype=torch.float64, device=device),
+            "correct": torch.zeros((), dtype=torch.int64, device=device),
+            "count": torch.zeros((), dtype=torch.int64, device=device),
+            "nonfinite": torch.zeros((), dtype=torch.int64, device=device)}
+
+
+class TorchEngine:
+    """Model, Adam and the LR scheduler; metric sums stay tensors so steps need no host sync."""
+
+    framework = "torch"
+    is_primary = True
+
+    def __init__(self, cfg: TrainConfig, *, steps_per_epoch: int, out: Path, device: str | None = None):
+        if cfg.augment == "device":
+            raise ConfigError("--augment device is the JAX on-device path; the torch trainer supports "
+                              "albumentations and none")
+        if cfg.num_processes > 1:
+            raise ConfigError("--num-processes > 1 is a JAX multi-process run; the torch trainer runs in one process")
+        if cfg.precision == "bf16":
+            raise ConfigError("--precision bf16 is not implemented in the torch trainer (use fp32)")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model_config(), seed=cfg.seed)
+        if cfg.init_from:
+            load_weights(self.model, cfg.init_from)
+        self.model.to(self.device).train()
+        self.opt = make_optimizer(self.model.parameters(), cfg)
+        self.sched = make_scheduler(self.opt, cfg, steps_per_epoch)
+        self.label_smoothing = cfg.label_smoothing
+        self.metrics = _zero_metrics(self.device)
+        self.ckpt = checkpoint.Checkpoints(out, keep=cfg.keep_checkpoints)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
+
+    def train_step(self, images: np.ndarray, labels: np.ndarray) -> None:
+        x = self._tensor(images.transpose(0, 3, 1, 2))
+        y = self._tensor(labels.astype(np.int64))
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        ok = torch.isfinite(loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        # A non-finite step is not applied (as in the JAX step); the loop stops at its next sync.
+        if bool(ok):
+            self.opt.step()
+            if self.sched is not None:
+                self.sched.step()
+        n = y.shape[0]
+        m = self.metrics
+        m["loss_sum"] += torch.where(ok, loss.detach().double() * n, 0.0)
+        m["correct"] += torch.where(ok, (logits.argmax(1) == y).sum(), 0)
+        m["count"] += torch.where(ok, n, 0)
+        m["nonfinite"] += (~ok).long()
+
+    def epoch_metrics(self) -> dict:
+        m = {k: v.item() for k, v in self.metrics.items()}
+        return {"loss_sum": float(m["loss_sum"]), "correct": int(m["correct"]), "count": int(m["count"]),
+                "nonfinite": int(m["nonfinite"])}
+
+    def reset_epoch_metrics(self) -> None:
+        self.metrics = _zero_metrics(self.device)
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> tuple[float, float, np.ndarray]:
+        self.model.eval()
+        loss_sum, correct, n, preds = 0.0, 0, 0, []
+        try:
+            for images, labels, mask in batches:
+                logits = self.model(self._tensor(images[mask].transpose(0, 3, 1, 2)))
+                y = self._tensor(labels[mask].astype(np.int64))
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+                p = logits.argmax(1)
+                correct += int((p == y).sum())
+                n += len(y)
+                preds.append(p.cpu().numpy())
+        finally:
+            self.model.train()
+        return loss_sum / n, correct / n, np.concatenate(preds)
+
+    def has_checkpoint(self) -> bool:
+        return self.ckpt.latest_step() is not None
+
+    def save(self, step: int, meta: dict, *, test_accuracy: float | None = None) -> None:
+        self.ckpt.save(step, model=self.model, optimizer=self.opt, scheduler=self.sched, metrics=self.metrics,
+                       meta=meta, test_accuracy=test_accuracy)
+
+    def restore(self) -> dict:
+        metrics, meta = self.ckpt.load_latest(model=self.model, optimizer=self.opt, scheduler=self.sched)
+        self.metrics = {k: v.to(self.device) for k, v in metrics.items()}
+        return meta
+
+    def export_weights(self, path: Path) -> None:
+        save_weights(self.model, path)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def close(self) -> None:
+        pass

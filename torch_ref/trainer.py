@@ -1,0 +1,22 @@
+"""`train_and_evaluate(config, workdir)`: the PyTorch twin's trainer as a library call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax_cnn import loop, run_data, schedules
+from flax_cnn.train_config import TrainConfig
+from torch_ref.engine import TorchEngine
+
+
+def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, log=print) -> dict:
+    """Train and evaluate per `cfg` into `workdir` (default `cfg.out`); returns the summary."""
+    out = Path(workdir or cfg.out)
+    data = run_data.prepare(cfg)
+    engine = TorchEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=out)
+    lr_table, _ = schedules.tables(cfg, data.train.steps_per_epoch)  # for display; torch's scheduler drives
+    try:
+        return loop.run(cfg, engine, data, lr_table, out=out, log=log)
+    finally:
+        engine.close()
+        data.train.close()
