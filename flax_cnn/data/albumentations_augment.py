@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,24 +49,30 @@ class AlbumentationsAugmenter:
     The transforms share one numpy Generator and one random.Random, re-created from the seed
     for each batch. (`Compose.set_random_seed` would give every transform its own stream with the
     same seed, so flip and affine would be decided by the same draw for the first image.)
-    The Compose is built on first use, so this object pickles cheaply into grain's workers.
+    The Compose is built on first use, so this object pickles cheaply into grain's workers; a lock
+    keeps two threads (grain's prefetch thread and a direct call) from sharing its random state.
     """
 
     def __init__(self, cfg: AugmentConfig, mean: tuple[float, ...]):
         self.cfg = cfg
         self.fill = cutout_fill(mean)
         self._compose = None
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_compose": None}
+        return {"cfg": self.cfg, "fill": self.fill}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _compose=None, _lock=threading.Lock())
 
     def __call__(self, images: np.ndarray, seed: int | Sequence[int]) -> np.ndarray:
-        if self._compose is None:
-            self._compose = build_albumentations(self.cfg, self.fill)
         np_seq, py_seq = np.random.SeedSequence(seed).spawn(2)
         py_random = random.Random(int(py_seq.generate_state(1, np.uint64)[0]))
-        self._compose.set_random_state(np.random.default_rng(np_seq), py_random)
         out = np.empty_like(images)
-        for i, image in enumerate(images):
-            out[i] = self._compose(image=image)["image"]
+        with self._lock:
+            if self._compose is None:
+                self._compose = build_albumentations(self.cfg, self.fill)
+            self._compose.set_random_state(np.random.default_rng(np_seq), py_random)
+            for i, image in enumerate(images):
+                out[i] = self._compose(image=image)["image"]
         return out
