@@ -2,8 +2,9 @@
 
 Parameters are read back from synthetic images: a "coordinate image" (R = 8·x, G = 8·y, float32
 so no rounding hides sub-pixel detail; both paths take float images) turns any warp into a map of
-source coordinates, because bilinear interpolation reproduces a linear function exactly. Tolerances are 4 standard errors of the statistic (binomial for rates,
-σ/√n for means, 0.45·σ/√n for the std of a uniform sample), so a seed change keeps them passing.
+source coordinates, because bilinear interpolation reproduces a linear function exactly.
+Tolerances are 4 standard errors of the statistic (binomial for rates, σ/√n for means,
+0.45·σ/√n for the std of a uniform sample), so a seed change keeps them passing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import pytest
 from flax_cnn.config import ConfigError
 from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter, build_albumentations
 from flax_cnn.data.augment_config import AugmentConfig, cutout_fill
-from flax_cnn.data.device_augment import (_warp_one, affine_matrix, apply_params, make_device_augment, normalize,
-                                          sample_params)
+from flax_cnn.data.device_augment import _warp_one, affine_matrix, apply_params, make_device_augment, sample_params
 from flax_cnn.data.stats import ChannelStats
 
 STATS = ChannelStats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

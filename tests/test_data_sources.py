@@ -14,8 +14,7 @@ import pytest
 from flax_cnn.data import CLASS_NAMES, DataError, load_cifar10
 from flax_cnn.data.cifar10 import balanced_prefix
 from flax_cnn.data.stats import channel_stats
-from tests.data_fixtures import (NAMES, binary_files, binary_record_bytes, expected, python_files, tiny_cifar,
-                                 write_archive, write_dir)
+from tests.data_fixtures import NAMES, binary_files, expected, python_files, tiny_cifar, write_archive, write_dir
 
 DATA = tiny_cifar()
 

@@ -41,4 +41,3 @@ def parse_meta(data: bytes, name: str) -> tuple[str, ...]:
     if len(names) != NUM_CLASSES:
         raise DataError(f"{name}: expected {NUM_CLASSES} class names, one a line, found {len(names)}")
     return names
-

@@ -46,10 +46,11 @@ class BatchMaker:
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's permutation of example indices, from (seed, epoch) alone."""
-        if self._order is None or self._order[0] != epoch:
+        cached = self._order  # read once: grain's prefetch thread and batch() may both be here
+        if cached is None or cached[0] != epoch:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0, epoch]))
-            self._order = (epoch, rng.permutation(len(self.labels)))
-        return self._order[1]
+            cached = self._order = (epoch, rng.permutation(len(self.labels)))
+        return cached[1]
 
     def __call__(self, global_step: int) -> tuple[np.ndarray, np.ndarray]:
         epoch, step = divmod(int(global_step), self.steps_per_epoch)
@@ -76,14 +77,17 @@ class TrainLoader:
                  augment: AugmentMode = "albumentations", augment_config: AugmentConfig = AugmentConfig(),
                  stats: ChannelStats, workers: int = 0, drop_remainder: bool = True, prefetch: int = 2):
         _check_arrays(images, labels, "TrainLoader")
-        need = [(batch_size >= 1, "batch_size", "must be >= 1"), (seed >= 0, "seed", "must be >= 0"),
-                (augment in AUGMENT_MODES, "augment", f"must be one of {', '.join(AUGMENT_MODES)}"),
-                (workers >= 0, "workers", "must be >= 0"), (prefetch >= 1, "prefetch", "must be >= 1"),
-                (not drop_remainder or batch_size <= len(images), "batch_size",
-                 f"is larger than the {len(images)} examples, so drop_remainder leaves no batch")]
-        for ok, field, msg in need:
+        for ok, field, value, msg in [
+            (batch_size >= 1, "batch_size", batch_size, "must be >= 1"),
+            (seed >= 0, "seed", seed, "must be >= 0"),
+            (augment in AUGMENT_MODES, "augment", augment, f"must be one of {', '.join(AUGMENT_MODES)}"),
+            (workers >= 0, "workers", workers, "must be >= 0"),
+            (prefetch >= 1, "prefetch", prefetch, "must be >= 1"),
+            (not drop_remainder or batch_size <= len(images), "batch_size", batch_size,
+             f"is larger than the {len(images)} examples, so drop_remainder leaves no batch"),
+        ]:
             if not ok:
-                raise ConfigError(f"TrainLoader.{field}: {msg}, got {locals()[field]!r}")
+                raise ConfigError(f"TrainLoader.{field}: {msg}, got {value!r}")
         n = len(images)
         self.batch_size, self.seed, self.augment, self.workers = batch_size, seed, augment, workers
         self.drop_remainder, self.prefetch = drop_remainder, prefetch

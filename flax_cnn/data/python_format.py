@@ -90,4 +90,3 @@ def parse_meta(data: bytes, name: str) -> tuple[str, ...]:
     if not isinstance(names, list) or len(names) != NUM_CLASSES:
         raise DataError(f"{name}: b'label_names' must be a list of {NUM_CLASSES} names, got {names!r:.80}")
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
-

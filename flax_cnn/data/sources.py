@@ -97,8 +97,9 @@ def _files(fmt: ModuleType, split: Split) -> tuple[str, ...]:
 
 def _read_file(path: Path, layout: str) -> bytes:
     if not path.is_file():
+        fmt = LAYOUTS[layout]
         raise DataError(f"{path}: missing (a directory in the {layout} layout needs "
-                        f"{', '.join(_files(LAYOUTS[layout], 'train') + LAYOUTS[layout].TEST_FILES)})")
+                        f"{', '.join((*fmt.TRAIN_FILES, *fmt.TEST_FILES, fmt.META_FILE))})")
     try:
         return path.read_bytes()
     except OSError as e:

@@ -20,6 +20,8 @@ def load_tfds(split: Split, data_dir: str | None = None) -> Cifar10:
         source = tfds.data_source("cifar10", split=split, data_dir=data_dir, download=False)
     except Exception as e:  # tfds raises assorted types here (NotImplementedError, AssertionError, …)
         raise DataError(_not_prepared_message(where, e)) from None
+    if len(source) == 0:
+        raise DataError(f"tfds: cifar10/{split} in {where} has no examples")
     names = tuple(source.dataset_info.features["label"].names)
     if names == tuple(str(i) for i in range(len(CLASS_NAMES))):
         names = CLASS_NAMES  # a ClassLabel without its names file (e.g. mocked metadata): CIFAR-10's order
