@@ -44,16 +44,20 @@ class JaxEngine:
                 raise ValueError(f"--{flag.replace('_', '-')} {b} is not divisible by the {n_dev} devices")
         self.data_sharding = devices.data_sharding(self.mesh)
         self.replicated = devices.replicated(self.mesh)
-        self.state: TrainState = jax.device_put(init_state(self.model, self.tx), self.replicated)
+        self.state: TrainState = self._replicate(init_state(self.model, self.tx))
         dtype = compute_dtype(cfg.precision)
         self._train_step = make_train_step(self.model, self.tx, label_smoothing=cfg.label_smoothing,
                                            compute_dtype=dtype, augment=augment)
         self._eval_step = make_eval_step(self.model, compute_dtype=dtype)
-        self.key = jax.device_put(jax.random.key(cfg.seed), self.replicated)
+        self.key = self._replicate(jax.random.key_data(jax.random.key(cfg.seed)))
         self.is_primary = jax.process_index() == 0
         self.ckpt = Checkpoints(out, keep=cfg.keep_checkpoints)
 
     # -- data placement ---------------------------------------------------------------------
+    def _replicate(self, tree):
+        """Host values → arrays replicated over the mesh (every process passes the same values)."""
+        return jax.tree.map(lambda a: jax.make_array_from_process_local_data(self.replicated, np.asarray(a)), tree)
+
     def _local(self, x: np.ndarray) -> np.ndarray:
         """This process's rows of a global batch (every process builds the same global batch)."""
         p, n = jax.process_index(), jax.process_count()
@@ -84,7 +88,7 @@ class JaxEngine:
                 "nonfinite": int(m["nonfinite"])}
 
     def reset_epoch_metrics(self) -> None:
-        self.state.metrics = jax.device_put(zero_metrics(), self.replicated)
+        self.state.metrics = self._replicate(zero_metrics())
 
     def evaluate(self, batches) -> tuple[float, float, np.ndarray]:
         loss_sum, correct, n, preds = 0.0, 0, 0, []
@@ -106,8 +110,7 @@ class JaxEngine:
             self.ckpt.save_best(step, self.state, meta, test_accuracy)
 
     def restore(self) -> dict:
-        state, meta = self.ckpt.restore_latest(self.state)
-        self.state = jax.device_put(state, self.replicated)
+        self.state, meta = self.ckpt.restore_latest(self.state)
         return meta
 
     def _sync_module(self) -> None:

@@ -82,6 +82,24 @@ def _check_finite(m: dict, epoch: int, step: int) -> None:
             "were not applied and the last good checkpoint is kept (lower --max-lr, or check the data)")
 
 
+# Flags a resumed run may change: they change nothing it computes, or (device layout) only the
+# float32 summation order. Any other difference would silently make a different run.
+_RESUMABLE_CHANGES = {"resume", "progress", "log_every", "workers", "tensorboard", "checkpoint_every",
+                      "keep_checkpoints", "eval_batch_size", "data_dir", "out", "init_from", "devices",
+                      "cpu_devices", "coordinator", "num_processes", "process_id"}
+
+
+def _check_same_run(cfg: TrainConfig, out: Path) -> None:
+    saved = out / "config.json"
+    if not saved.exists():
+        return
+    old = TrainConfig.from_dict(json.loads(saved.read_text())).to_dict()
+    for k, v in cfg.to_dict().items():
+        if k not in _RESUMABLE_CHANGES and old.get(k) != v:
+            raise TrainingError(f"--resume: --{k.replace('_', '-')} is {v!r} but the run in {out} used {old.get(k)!r}; "
+                                "resume with the same flags (or start a new --out)")
+
+
 def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *,
         out: Path, log=print) -> dict:
     """Train `cfg.epochs` epochs (or finish a resumed run); returns the summary dict."""
@@ -90,6 +108,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
     start_epoch, start_step = 0, 0
     wall0 = time.perf_counter()
     if cfg.resume and engine.has_checkpoint():
+        _check_same_run(cfg, out)
         meta = engine.restore()
         history, start_epoch, start_step = meta["history"], meta["epoch"], meta["step_in_epoch"]
         if meta.get("finished"):

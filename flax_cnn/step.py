@@ -71,15 +71,15 @@ def init_state(model: Model, tx: optax.GradientTransformation) -> TrainState:
 
 def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
                     compute_dtype=jnp.float32, augment: Callable | None = None) -> Callable:
-    """train_step(state, images, labels, key) -> state (jitted, `state` donated).
+    """train_step(state, images, labels, key_data) -> state (jitted, `state` donated).
 
     `augment(key, images) -> float images` runs first when given (the on-device path); dropout
     and augmentation keys are folded from `key` and the step number, so a resumed run draws the
-    same randomness.
+    same randomness. `key_data` is raw (uint32) key data so it can be replicated across hosts.
     """
 
-    def train_step(state: TrainState, images, labels, key):
-        step_key = jax.random.fold_in(key, state.step)
+    def train_step(state: TrainState, images, labels, key_data):
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
         if augment is not None:
             images = augment(jax.random.fold_in(step_key, 1), images)
         x = images.astype(compute_dtype)

@@ -157,3 +157,58 @@ def test_bad_flags_exit_2_with_one_line(args, message):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
+
+
+def _cli_args(cfg: TrainConfig) -> list[str]:
+    return ["--data-dir", cfg.data_dir, "--model", cfg.model, "--out", cfg.out, "--epochs", str(cfg.epochs),
+            "--batch-size", str(cfg.batch_size), "--train-examples", str(cfg.train_examples),
+            "--test-examples", str(cfg.test_examples), "--eval-batch-size", str(cfg.eval_batch_size),
+            "--max-lr", str(cfg.max_lr), "--no-progress", "--checkpoint-every", str(cfg.checkpoint_every),
+            "--log-every", str(cfg.log_every)]
+
+
+def test_kill_9_mid_run_then_resume_equals_uninterrupted(uninterrupted, tmp_path):
+    import os
+    import signal
+    import time
+    cfg, ref_out, _ = uninterrupted
+    cfg = cfg.replace(out=str(tmp_path / "run"), tensorboard=False)
+    # --cpu-devices 4 as in this pytest process: XLA:CPU's reduction order depends on the client.
+    proc = subprocess.Popen([sys.executable, "-m", "flax_cnn.train", *_cli_args(cfg), "--devices", "1",
+                             "--cpu-devices", "4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ckpts = tmp_path / "run" / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.exists() and any(p.name.isdigit() for p in ckpts.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()}"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done = read_metrics(tmp_path / "run" / "metrics.jsonl") if (tmp_path / "run" / "metrics.jsonl").exists() else []
+    assert len(done) < cfg.epochs
+    train_and_evaluate(cfg.replace(resume=True, cpu_devices=4), log=_quiet)
+    assert _math(read_metrics(tmp_path / "run" / "metrics.jsonl")) == _math(read_metrics(ref_out / "metrics.jsonl"))
+
+
+def test_two_processes_on_loopback_match_one(uninterrupted, tmp_path):
+    """Multi-host for real: two JAX processes (gloo collectives over 127.0.0.1), one device each."""
+    import socket
+    cfg, ref_out, _ = uninterrupted
+    cfg = cfg.replace(out=str(tmp_path / "mh"), tensorboard=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-m", "flax_cnn.train", *_cli_args(cfg), "--cpu-devices", "1",
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    a, b = read_metrics(ref_out / "metrics.jsonl"), read_metrics(tmp_path / "mh" / "metrics.jsonl")
+    assert len(b) == len(a)
+    for ra, rb in zip(a, b):
+        for k in ("train_loss", "test_loss"):
+            assert abs(ra[k] - rb[k]) <= 2e-3 * abs(ra[k]), k  # as the 4-device test: all-reduce order
+        for k in ("train_accuracy", "test_accuracy"):
+            assert abs(ra[k] - rb[k]) <= 0.02, k
