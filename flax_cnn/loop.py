@@ -18,6 +18,7 @@ import numpy as np
 
 from flax_cnn import arch, report
 from flax_cnn.run_data import RunData
+from flax_cnn.run_dir import write_data_json
 from flax_cnn.train_config import TrainConfig
 
 
@@ -123,6 +124,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
     if engine.is_primary:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
+        write_data_json(out, data.stats, data.class_names)
         if start_epoch == 0 and start_step == 0:
             engine.export_weights(out / "init.safetensors")
     tb = report.TensorBoard(out / "tensorboard" if (cfg.tensorboard and engine.is_primary) else None)
@@ -172,6 +174,8 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
                 "epoch_seconds": round(time.perf_counter() - t0, 3),
                 "images_per_second": round((steps - start_step) * cfg.batch_size / train_seconds, 1),
             }
+            if engine.is_primary and all(test_acc > r["test_accuracy"] for r in history):
+                engine.export_weights(out / "best.safetensors")  # before the checkpoint: a crash redoes it
             history.append(row)
             finished = epoch + 1 == cfg.epochs
             engine.save((epoch + 1) * steps, meta(epoch + 1, 0, finished), test_accuracy=test_acc)

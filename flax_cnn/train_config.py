@@ -27,8 +27,8 @@ class TrainConfig:
     """Train the compact CIFAR-10 CNN (same flags for the JAX and the PyTorch trainer)."""
 
     data_dir: str | None = None
-    """CIFAR-10 source: a directory (binary or python layout), an official .tar.gz, 'tfds', or
-    unset to download the official binary archive once into the cache."""
+    """CIFAR-10 source: a directory (binary or python layout), an official .tar.gz, 'tfds' or
+    'tfds:DIR', or unset to download the official binary archive once into $FLAX_CNN_CACHE."""
     out: str = "runs/latest"
     """Run directory: config.json, metrics.jsonl, checkpoints, plots."""
     epochs: int = 40
@@ -168,7 +168,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(0 <= cfg.process_id < cfg.num_processes, "process_id",
          f"must be in [0, {cfg.num_processes}), got {cfg.process_id}")
     need(cfg.num_processes == 1 or cfg.coordinator, "coordinator", "is required with --num-processes > 1")
-    if need_data_dir and cfg.data_dir not in (None, "tfds"):
+    if need_data_dir and cfg.data_dir is not None and not (cfg.data_dir == "tfds" or cfg.data_dir.startswith("tfds:")):
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")

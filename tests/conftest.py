@@ -20,6 +20,8 @@ import torch  # noqa: E402
 
 from flax_cnn.config import BlockSpec, ConvSpec, ModelConfig  # noqa: E402
 
+pytest_plugins = ["tests.train_fixtures"]
+
 # A 4-layer net with a stride-2, a depthwise-separable and a dilated conv: compiles in seconds.
 TINY = ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(8), ConvSpec(16, stride=2))),
                            BlockSpec("c2", (ConvSpec(16, separable=True), ConvSpec(16, dilation=2)))))

@@ -15,32 +15,7 @@ from flax_cnn.loop import TrainingError
 from flax_cnn.report import METRIC_FIELDS, read_metrics
 from flax_cnn.train_config import TrainConfig
 from flax_cnn.trainer import train_and_evaluate
-
-TIMING = {"epoch_seconds", "images_per_second"}
-
-
-def small_cfg(data_dir, model_json, out, **kw) -> TrainConfig:
-    base = dict(data_dir=data_dir, model=model_json, out=str(out), epochs=2, batch_size=32, train_examples=256,
-                test_examples=200, eval_batch_size=100, max_lr=0.01, progress=False, devices=1,
-                checkpoint_every=3, log_every=2)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _quiet(*a, **k):
-    pass
-
-
-def _math(history):
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
-
-
-@pytest.fixture(scope="session")
-def uninterrupted(train_data_dir, tiny_model_json, tmp_path_factory):
-    out = tmp_path_factory.mktemp("jax") / "run"
-    cfg = small_cfg(train_data_dir, tiny_model_json, out, tensorboard=True)
-    summary = train_and_evaluate(cfg, log=_quiet)
-    return cfg, out, summary
+from tests.train_fixtures import math_only, quiet, small_cfg
 
 
 def test_run_writes_every_artefact(uninterrupted):
@@ -81,12 +56,12 @@ def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp
 
     monkeypatch.setattr(JaxEngine, "train_step", crashing_step)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_and_evaluate(cfg, log=_quiet)
+        train_and_evaluate(cfg, log=quiet)
     monkeypatch.setattr(JaxEngine, "train_step", real_step)
     logs = []
     train_and_evaluate(cfg.replace(resume=True), log=logs.append)
     assert any("resuming" in str(m) and "epoch 2, step 3" in str(m) for m in logs)
-    assert _math(read_metrics(tmp_path / "run" / "metrics.jsonl")) == _math(read_metrics(ref_out / "metrics.jsonl"))
+    assert math_only(read_metrics(tmp_path / "run" / "metrics.jsonl")) == math_only(read_metrics(ref_out / "metrics.jsonl"))
     from safetensors.numpy import load_file
     a, b = load_file(str(ref_out / "model.safetensors")), load_file(str(tmp_path / "run" / "model.safetensors"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -98,7 +73,7 @@ def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp
 def test_new_run_refuses_a_used_directory(uninterrupted):
     cfg, out, _ = uninterrupted
     with pytest.raises(TrainingError, match="--resume"):
-        train_and_evaluate(cfg, log=_quiet)
+        train_and_evaluate(cfg, log=quiet)
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(train_data_dir, tiny_model_json, tmp_path,
@@ -114,13 +89,13 @@ def test_nan_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(train_data_di
 
     monkeypatch.setattr(TrainLoader, "epoch", poisoned_epoch)
     with pytest.raises(TrainingError, match="non-finite loss .* epoch 1 before step 6"):
-        train_and_evaluate(cfg, log=_quiet)
+        train_and_evaluate(cfg, log=quiet)
     assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()) == [2, 4]
 
 
 def test_four_devices_give_the_same_metrics_as_one(uninterrupted, tmp_path):
     cfg, ref_out, _ = uninterrupted
-    train_and_evaluate(cfg.replace(out=str(tmp_path / "r4"), devices=4, tensorboard=False), log=_quiet)
+    train_and_evaluate(cfg.replace(out=str(tmp_path / "r4"), devices=4, tensorboard=False), log=quiet)
     a, b = read_metrics(ref_out / "metrics.jsonl"), read_metrics(tmp_path / "r4" / "metrics.jsonl")
     for ra, rb in zip(a, b):
         for k in ("train_loss", "test_loss"):
@@ -188,8 +163,8 @@ def test_kill_9_mid_run_then_resume_equals_uninterrupted(uninterrupted, tmp_path
     assert proc.wait() == -signal.SIGKILL
     done = read_metrics(tmp_path / "run" / "metrics.jsonl") if (tmp_path / "run" / "metrics.jsonl").exists() else []
     assert len(done) < cfg.epochs
-    train_and_evaluate(cfg.replace(resume=True, cpu_devices=4), log=_quiet)
-    assert _math(read_metrics(tmp_path / "run" / "metrics.jsonl")) == _math(read_metrics(ref_out / "metrics.jsonl"))
+    train_and_evaluate(cfg.replace(resume=True, cpu_devices=4), log=quiet)
+    assert math_only(read_metrics(tmp_path / "run" / "metrics.jsonl")) == math_only(read_metrics(ref_out / "metrics.jsonl"))
 
 
 def test_two_processes_on_loopback_match_one(uninterrupted, tmp_path):

@@ -1,0 +1,55 @@
+"""Read a run directory written by either trainer: config, architecture, data statistics, weights.
+
+Weights are safetensors in torch naming (`model.safetensors` final, `best.safetensors` best test
+accuracy), so a run of either twin can be evaluated by the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flax_cnn.config import ConfigError, ModelConfig
+from flax_cnn.data.stats import ChannelStats
+from flax_cnn.train_config import TrainConfig
+
+WEIGHTS = {"final": "model.safetensors", "best": "best.safetensors"}
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    config: TrainConfig
+    model_config: ModelConfig
+    stats: ChannelStats
+    class_names: tuple[str, ...]
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """Read `path`; ConfigError (one line) if it is not a finished run directory."""
+        p = Path(path)
+        for name in ("config.json", "data.json"):
+            if not (p / name).is_file():
+                raise ConfigError(f"--checkpoint {p}: not a run directory (no {name})")
+        raw = json.loads((p / "config.json").read_text())
+        data = json.loads((p / "data.json").read_text())
+        cfg = TrainConfig.from_dict(raw)
+        mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else cfg.model_config()
+        return cls(p, cfg, mcfg, ChannelStats.from_dict(data["stats"]), tuple(data["class_names"]))
+
+    def weights(self, which: str = "final") -> Path:
+        if which not in WEIGHTS:
+            raise ConfigError(f"--which must be one of {', '.join(WEIGHTS)}, got {which!r}")
+        w = self.path / WEIGHTS[which]
+        if not w.is_file():
+            raise ConfigError(f"--checkpoint {self.path}: no {WEIGHTS[which]} (has the run finished an epoch?)")
+        return w
+
+    def framework(self) -> str:
+        s = self.path / "summary.json"
+        return json.loads(s.read_text()).get("framework", "?") if s.is_file() else "?"
+
+
+def write_data_json(out: Path, stats: ChannelStats, class_names) -> None:
+    (out / "data.json").write_text(json.dumps({"stats": stats.to_dict(), "class_names": list(class_names)}, indent=2) + "\n")

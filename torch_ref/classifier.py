@@ -1,0 +1,22 @@
+"""A trained run (of either twin) as a torch `logits_fn(images NHWC numpy) -> logits numpy`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from flax_cnn.run_dir import RunDir
+from torch_ref.model import build_model
+from torch_ref.weights import load_weights
+
+
+def load_classifier(run: RunDir, which: str = "final"):
+    model = build_model(run.model_config)
+    load_weights(model, run.weights(which))
+    model.eval()
+
+    @torch.no_grad()
+    def logits_fn(images: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))).numpy()
+
+    return logits_fn
