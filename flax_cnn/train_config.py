@@ -31,7 +31,7 @@ class TrainConfig:
     'tfds:DIR', or unset to download the official binary archive once into $FLAX_CNN_CACHE."""
     out: str = "runs/latest"
     """Run directory: config.json, metrics.jsonl, checkpoints, plots."""
-    epochs: int = 40
+    epochs: int = 50
     """Passes over the training set."""
     batch_size: int = 128
     """Global batch size (split over all devices)."""
@@ -61,7 +61,7 @@ class TrainConfig:
     """Adam beta1 (ignored with --cycle-momentum)."""
     beta2: float = 0.999
     """Adam beta2."""
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     """Cross-entropy label smoothing (torch's label_smoothing semantics)."""
     dropout: float = 0.0
     """Dropout rate after every conv layer (overrides the --model file's)."""
