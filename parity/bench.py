@@ -1,0 +1,297 @@
+"""`python -m parity.bench`: the full train step of the default model, JAX jit vs PyTorch.
+
+Times forward + backward + Adam of the real trainers' code paths: the JAX trainer's jitted step
+(sharded over all local devices, as `flax_cnn.train` runs it, and on one device), torch eager,
+and torch.compile. Warm-up and compilation are excluded from the step times and reported on
+their own; every timing ends with a device synchronisation; frameworks are interleaved
+repetition by repetition so that load from other processes hits all of them alike. Medians and
+quartiles per framework, images/s, and the input pipeline alone (albumentations via grain with
+0…N workers, the on-device augmentation) complete the picture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tyro
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Benchmark the train step of the default model: JAX jit against PyTorch eager and compile."""
+
+    batch_size: tuple[int, ...] = (128,)
+    """Batch sizes to time."""
+    steps: int = 10
+    """Timed steps per framework and repetition."""
+    reps: int = 5
+    """Interleaved repetitions (the median is over reps × steps single-step times)."""
+    warmup: int = 3
+    """Untimed steps after compilation."""
+    frameworks: tuple[str, ...] = ("jax", "jax_1dev", "torch_eager", "torch_compile")
+    """Which to time: jax (all local devices), jax_1dev, torch_eager, torch_compile."""
+    pipeline: bool = True
+    """Also time the input pipeline alone (albumentations with 0..N grain workers, device path)."""
+    data_dir: str | None = None
+    """CIFAR-10 for the pipeline timings (default $CIFAR10_DIR or ../shared/data/cifar10; random images if absent)."""
+    cpu_devices: int = 0
+    """XLA CPU devices (0 = one per core, as the trainer)."""
+    threads: int = 0
+    """torch intra-op threads (0 = one per core)."""
+    tf32: bool = False
+    """On GPU: allow TF32 in both frameworks (default: full float32 in both)."""
+    json: str | None = None
+    """Write all rows and the machine description as JSON."""
+    plot: str | None = None
+    """Write a bar chart of step times (PNG)."""
+
+
+@dataclass
+class Row:
+    framework: str
+    batch_size: int
+    device: str
+    step_ms_median: float
+    step_ms_p25: float
+    step_ms_p75: float
+    images_per_second: float
+    compile_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(cfg: BenchConfig) -> dict:
+    import jax
+    import torch
+
+    import flax
+    info = {
+        "cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
+        "torch": torch.__version__, "jax_devices": [str(d) for d in jax.local_devices()],
+        "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+    }
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(), torch_allow_tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                    torch_allow_tf32_cudnn=torch.backends.cudnn.allow_tf32)
+    return info
+
+
+def _set_precision(tf32: bool) -> None:
+    """Make both frameworks use the same float32 precision on GPU (TF32 is the default in both)."""
+    import jax
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if tf32 else "highest")
+
+
+# -- the step of each framework -------------------------------------------------------------
+def jax_step(batch: int, n_devices: int) -> tuple[Callable[[], None], Callable[[], None], str]:
+    """(one step, sync, device description) of the JAX trainer's own step, sharded over devices."""
+    import jax
+
+    from flax_cnn import devices, optim
+    from flax_cnn.model import build_model
+    from flax_cnn.step import Model, init_state, make_train_step
+
+    mesh = devices.make_mesh(n_devices)
+    model = Model.split(build_model())
+    tx = optim.adam(np.full(10_000, 1e-3), weight_decay=1e-4)
+    step = make_train_step(model, tx, label_smoothing=0.1)
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), devices.data_sharding(mesh))
+    y = jax.device_put(rng.integers(0, 10, batch).astype(np.int32), devices.data_sharding(mesh))
+    rep = devices.replicated(mesh)
+    box = {"state": jax.device_put(init_state(model, tx), rep)}
+    key = jax.device_put(jax.random.key_data(jax.random.key(0)), rep)
+
+    def one():
+        box["state"] = step(box["state"], x, y, key)
+
+    return one, lambda: jax.block_until_ready(box["state"]), f"{mesh.devices.size}x {jax.devices()[0].platform}"
+
+
+def torch_step(batch: int, compiled: bool) -> tuple[Callable[[], None], Callable[[], None], str]:
+    import torch
+    import torch.nn.functional as F
+
+    import torch_ref
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = torch_ref.build_model(seed=0).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    fwd = torch.compile(model) if compiled else model
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev)
+    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+
+    def one():
+        loss = F.cross_entropy(fwd(x), y, label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    return one, sync, str(dev)
+
+
+def _make(framework: str, batch: int):
+    if framework == "jax":
+        return jax_step(batch, 0)
+    if framework == "jax_1dev":
+        return jax_step(batch, 1)
+    if framework == "torch_eager":
+        return torch_step(batch, compiled=False)
+    if framework == "torch_compile":
+        return torch_step(batch, compiled=True)
+    raise ValueError(f"unknown framework {framework!r} (jax, jax_1dev, torch_eager, torch_compile)")
+
+
+def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
+    """Compile + warm up each framework, then interleave timed repetitions."""
+    runners = {}
+    for fw in cfg.frameworks:
+        one, sync, dev = _make(fw, batch)
+        t = time.perf_counter()
+        one()
+        sync()
+        compile_s = time.perf_counter() - t
+        for _ in range(cfg.warmup):
+            one()
+        sync()
+        runners[fw] = (one, sync, dev, compile_s, [])
+        log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
+    for _ in range(cfg.reps):
+        for fw, (one, sync, _, _, times) in runners.items():
+            for _ in range(cfg.steps):
+                t = time.perf_counter()
+                one()
+                sync()
+                times.append(time.perf_counter() - t)
+    rows = []
+    for fw, (_, _, dev, compile_s, times) in runners.items():
+        ms = 1e3 * np.asarray(times)
+        med = float(np.median(ms))
+        rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
+                        round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2)))
+    return rows
+
+
+def time_pipeline(cfg: BenchConfig, log=print) -> list[Row]:
+    from flax_cnn.data import throughput
+
+    d = cfg.data_dir or os.environ.get("CIFAR10_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10")
+    from flax_cnn.data.stats import channel_stats
+    if Path(d, "data_batch_1.bin").is_file():
+        from flax_cnn.data.sources import load_cifar10
+        train = load_cifar10(d, "train", limit=10_000)
+        images, labels = train.images, train.labels
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (10_000, 32, 32, 3), dtype=np.uint8)
+        labels = (np.arange(10_000) % 10).astype(np.int32)
+    stats = channel_stats(images)
+    rows = []
+    cores = os.cpu_count() or 1
+    for mode, workers in [("albumentations", w) for w in sorted({0, 1, cores})] + [("device", 0), ("none", 0)]:
+        ips = throughput.measure(images, labels, stats, augment=mode, workers=workers, batch_size=256, batches=20)
+        name = f"pipeline_{mode}" + (f"_w{workers}" if mode == "albumentations" else "")
+        rows.append(Row(name, 256, "cpu" if mode != "device" else "jax", float("nan"), float("nan"), float("nan"),
+                        round(float(ips), 1), extra={"workers": workers}))
+        log(f"  {name:<28} {ips:9.0f} images/s")
+    return rows
+
+
+def plot(rows: list[Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r for r in rows if not r.framework.startswith("pipeline")]
+    batches = sorted({r.batch_size for r in steps})
+    fws = list(dict.fromkeys(r.framework for r in steps))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    w = 0.8 / len(fws)
+    for i, fw in enumerate(fws):
+        rs = [next((r for r in steps if r.framework == fw and r.batch_size == b), None) for b in batches]
+        xs = [j + i * w for j, r in enumerate(rs) if r]
+        med = [r.step_ms_median for r in rs if r]
+        err = [[r.step_ms_median - r.step_ms_p25 for r in rs if r], [r.step_ms_p75 - r.step_ms_median for r in rs if r]]
+        ax.bar(xs, med, w, yerr=err, label=fw, capsize=3)
+    ax.set_xticks([j + w * (len(fws) - 1) / 2 for j in range(len(batches))], [f"B={b}" for b in batches])
+    ax.set(ylabel="train step (ms, median, IQR)", title=title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(rows: list[Row]) -> str:
+    steps = [r for r in rows if not r.framework.startswith("pipeline")]
+    lines = [f"{'framework':<15} {'B':>5} {'device':<10} {'step ms (median)':>17} {'IQR':>15} {'images/s':>9} "
+             f"{'compile s':>9} {'vs torch_eager':>14}"]
+    for r in steps:
+        ref = next((e for e in steps if e.framework == "torch_eager" and e.batch_size == r.batch_size), None)
+        ratio = f"{r.step_ms_median / ref.step_ms_median:.2f}x" if ref else "-"
+        lines.append(f"{r.framework:<15} {r.batch_size:>5} {r.device:<10} {r.step_ms_median:>17.1f} "
+                     f"{f'{r.step_ms_p25:.0f}-{r.step_ms_p75:.0f}':>15} {r.images_per_second:>9.0f} "
+                     f"{r.compile_s if r.compile_s is not None else float('nan'):>9.1f} {ratio:>14}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    cfg = tyro.cli(BenchConfig, args=argv, prog="python -m parity.bench")
+    import jax
+
+    from flax_cnn.devices import physical_cores
+    jax.config.update("jax_num_cpu_devices", cfg.cpu_devices or physical_cores())
+    import torch
+    torch.set_num_threads(cfg.threads or physical_cores())
+    _set_precision(cfg.tf32)
+    info = machine(cfg)
+    print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']} ({len(info['jax_devices'])} "
+          f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads)")
+    rows: list[Row] = []
+    for b in cfg.batch_size:
+        print(f"train step, batch {b}:")
+        rows += time_steps(cfg, b)
+    print(table(rows))
+    if cfg.pipeline:
+        print("input pipeline alone (batch 256):")
+        rows += time_pipeline(cfg)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {peak:.0f} MiB")
+    if cfg.json:
+        Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
+                                              "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
+    if cfg.plot:
+        plot(rows, Path(cfg.plot), f"train step, {info['cpu']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
