@@ -104,6 +104,8 @@ def _check_same_run(cfg: TrainConfig, out: Path) -> None:
 def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *,
         out: Path, log=print) -> dict:
     """Train `cfg.epochs` epochs (or finish a resumed run); returns the summary dict."""
+    if not engine.is_primary:  # multi-process: process 0 speaks for the run
+        log = _silent
     steps = data.train.steps_per_epoch
     history: list[dict] = []
     start_epoch, start_step = 0, 0
@@ -228,6 +230,10 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("run directory", str(out)),
     ]))
     return summary
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
 
 
 def _hms(seconds: float) -> str:

@@ -11,6 +11,17 @@ import jax
 # Four XLA CPU devices for the sharding tests; must happen before JAX initialises its backend.
 jax.config.update("jax_num_cpu_devices", 4)
 
+# Many tests build the same small programs (and subprocesses rebuild them): share compilations
+# through a persistent cache, here and in every subprocess the tests start.
+import tempfile  # noqa: E402
+
+_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "flax_cnn_test_jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
