@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -87,11 +88,14 @@ def _flat_state(model: nnx.Module) -> dict[tuple, nnx.Variable]:
     return {tuple(p): v for p, v in nnx.to_flat_state(nnx.state(model))}
 
 
-def export_tensors(model: nnx.Module) -> dict[str, np.ndarray]:
-    """The model's parameters and BatchNorm statistics in torch naming and layout (numpy)."""
+def export_tensors(model: nnx.Module, mapping: Sequence[KeyMapping] | None = None) -> dict[str, np.ndarray]:
+    """The model's parameters and BatchNorm statistics in torch naming and layout (numpy).
+
+    `mapping` defaults to the twin's `key_map(model.config)`; `parity.port` passes a ported model's.
+    """
     flat = _flat_state(model)
     out = {}
-    for m in key_map(model.config):
+    for m in (key_map(model.config) if mapping is None else mapping):
         if m.flax_path not in flat:
             raise WeightsError(f"{m.torch_key}: the Flax model has no variable at {'/'.join(map(str, m.flax_path))}")
         a = m.to_torch(np.asarray(flat[m.flax_path].get_value()))
@@ -120,11 +124,16 @@ def check_tensors(cfg: ModelConfig, tensors: dict[str, np.ndarray]) -> None:
     check_shapes({k: np.shape(v) for k, v in tensors.items()}, {m.torch_key: m.torch_shape for m in key_map(cfg)})
 
 
-def import_tensors(model: nnx.Module, tensors: dict[str, np.ndarray]) -> None:
-    """Copy torch-named tensors into the model in place, after checking every key and shape."""
-    check_tensors(model.config, tensors)
+def import_tensors(model: nnx.Module, tensors: dict[str, np.ndarray],
+                   mapping: Sequence[KeyMapping] | None = None) -> None:
+    """Copy torch-named tensors into the model in place, after checking every key and shape.
+
+    `mapping` defaults to the twin's `key_map(model.config)`; `parity.port` passes a ported model's.
+    """
+    mapping = key_map(model.config) if mapping is None else mapping
+    check_shapes({k: np.shape(v) for k, v in tensors.items()}, {m.torch_key: m.torch_shape for m in mapping})
     flat = _flat_state(model)
-    for m in key_map(model.config):
+    for m in mapping:
         var = flat[m.flax_path]
         new = m.to_flax(np.asarray(tensors[m.torch_key]))
         if new.shape != var.get_value().shape:
