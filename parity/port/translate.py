@@ -1,0 +1,223 @@
+"""fx graph → `Program` plus NNX layers: walks the nodes once, tracking each value's layout.
+
+Layout rule (the NCHW→NHWC change, handled in one place): every 4-D tensor is kept NHWC while
+it flows through layout-aware ops (convs, BatchNorm, pooling, elementwise, cat, reductions whose
+result order agrees); any op with torch-order semantics (view, flatten, permute, Linear on 4-D,
+indexing…) gets its input transposed back to NCHW first and computes exactly as torch does.
+Conversions are explicit ops, emitted once per value and layout, and listed in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import fx
+
+from parity.port.errors import PortError
+from parity.port.program import META, NHWC, PLAIN, Op, Program, Ref, SliceArg
+from parity.port.report import PortRow
+
+NCHW_TO_NHWC_AXIS = (0, 3, 1, 2)
+"""Torch dim d of a 4-D tensor is axis NCHW_TO_NHWC_AXIS[d] of its NHWC storage."""
+
+
+@dataclass(frozen=True)
+class Value:
+    """What the translator knows about one value: its program name, layout and torch shape."""
+
+    name: str
+    layout: str
+    shape: tuple[int, ...] | None  # torch layout; None for non-tensors
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+
+def torch_shape(node: fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def scope_of(node: fx.Node) -> str:
+    """The module path whose forward made this call (fx's nn_module_stack), '' for the root."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def where_of(node: fx.Node, root: torch.nn.Module) -> str:
+    """'path (Type)' of the module that made this call, for error messages."""
+    path = scope_of(node)
+    module = root.get_submodule(path) if path else root
+    return f"{path or '<root>'} ({type(module).__name__})"
+
+
+def target_name(node: fx.Node) -> str:
+    t = node.target
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    mod = getattr(t, "__module__", None) or ""
+    name = getattr(t, "__name__", str(t))
+    if mod in ("_operator", "operator"):
+        return f"operator.{name}"
+    if mod.startswith(("torch.nn.functional", "torch._C._nn")):
+        return f"F.{name}"
+    if mod == "builtins":
+        return name
+    if mod.startswith("torch"):
+        return f"torch.{name}"
+    return f"{mod}.{name}"
+
+
+class Translator:
+    """Accumulates ops, layers and report rows; rules (module_rules, function_rules) call `emit`."""
+
+    def __init__(self, gm: fx.GraphModule, root: torch.nn.Module):
+        self.gm, self.root = gm, root
+        self.ops: list[Op] = []
+        self.values: dict[str, Value] = {}
+        self.converted: dict[tuple[str, str], Value] = {}
+        self.layers: dict[str, Any] = {}  # torch module path -> NNX layer
+        self.counted: set[str] = set()  # module paths whose parameters a report row already counts
+        self.rows: list[PortRow] = []
+        self.notes: list[str] = []
+        self.dropouts = 0
+        self.node: fx.Node | None = None
+        self.pending_note: str | None = None  # why the next layout conversion happens (for the report)
+
+    # --- errors ---------------------------------------------------------------------------------
+    def fail(self, what: str) -> PortError:
+        return PortError(where_of(self.node, self.root) if self.node is not None else "", what)
+
+    def note(self, text: str) -> None:
+        """A parity trap met while translating, for the report (once each)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
+    # --- values -----------------------------------------------------------------------------------
+    def value(self, node: Any) -> Value:
+        if not isinstance(node, fx.Node):
+            raise self.fail(f"expected a traced value, got {type(node).__name__}")
+        return self.values[node.name]
+
+    def is_tensor(self, a: Any) -> bool:
+        return isinstance(a, fx.Node) and self.values[a.name].shape is not None
+
+    def tensor(self, node: Any, layout: str) -> Ref:
+        """A reference to `node`'s tensor in `layout`, emitting one transpose when it is stored otherwise."""
+        v = self.value(node)
+        if v.shape is None:
+            raise self.fail(f"{node.name} is not a tensor")
+        if layout == NHWC and v.rank != 4:
+            raise self.fail(f"expects a 4-D (N, C, H, W) input, got shape {v.shape}")
+        if v.layout == layout or v.rank != 4:
+            return Ref(v.name)
+        key = (v.name, layout)
+        if key not in self.converted:
+            kind = "to_nchw" if layout == PLAIN else "to_nhwc"
+            out = f"{v.name}__{'nchw' if layout == PLAIN else 'nhwc'}"
+            self.ops.append(Op(out, kind, (Ref(v.name),), layout=layout))
+            self.converted[key] = Value(out, layout, v.shape)
+            why = self.pending_note or f"{target_name(self.node)} needs torch's dim order"
+            self.note(f"{kind} before {target_name(self.node)} at {scope_of(self.node) or '<root>'}: {why}")
+            self.rows.append(PortRow(scope_of(self.node), f"(layout for {target_name(self.node)})",
+                                     f"{kind}: {why}", 0, 0, v.shape))
+        return Ref(self.converted[key].name)
+
+    def static(self, a: Any) -> Any:
+        """A non-tensor argument as program data: Refs for traced ints/shapes, hashable constants."""
+        if isinstance(a, fx.Node):
+            v = self.value(a)
+            if v.shape is not None:
+                raise self.fail(f"a tensor ({a.name}) where {target_name(self.node)} expects a static value")
+            return Ref(v.name)
+        if isinstance(a, (tuple, list)):
+            return tuple(self.static(x) for x in a)
+        if isinstance(a, slice):
+            return SliceArg(self.static(a.start), self.static(a.stop), self.static(a.step))
+        if a is None or a is Ellipsis or isinstance(a, (bool, int, float, str)):
+            return a
+        if isinstance(a, torch.Size):
+            return tuple(a)
+        raise self.fail(f"unsupported argument {a!r} ({type(a).__name__}) to {target_name(self.node)}")
+
+    # --- emission ---------------------------------------------------------------------------------
+    def emit(self, kind: str, args: tuple, kwargs: dict | None = None, *, layout: str, target: str = "",
+             flax: str, torch_desc: str | None = None, params: tuple[int, int] = (0, 0),
+             dropout: bool = False, inplace_of: Any = None) -> Value:
+        """Append one op for the current node and record its report row."""
+        node = self.node
+        index = -1
+        if dropout:
+            index, self.dropouts = self.dropouts, self.dropouts + 1
+        shape = torch_shape(node)
+        layout = layout if shape is not None else META
+        self.ops.append(Op(node.name, kind, tuple(args), tuple(sorted((kwargs or {}).items())), target, layout, index))
+        v = Value(node.name, layout, shape)
+        self.values[node.name] = v
+        self.rows.append(PortRow(scope_of(node), torch_desc or target_name(node), flax, params[0], params[1], shape))
+        if inplace_of is not None and isinstance(inplace_of, fx.Node):
+            # Parity trap: torch mutates the input; later readers of it must see the result.
+            self.values[inplace_of.name] = v
+            self.note(f"in-place {target_name(node)} at {scope_of(node) or '<root>'}: later readers of its input "
+                      "read the result, as in torch")
+            for key in [k for k in self.converted if k[0] == inplace_of.name]:
+                del self.converted[key]
+        return v
+
+    def add_layer(self, path: str, make: Callable[[], Any]) -> Any:
+        """The NNX layer for a torch module path, built once even when the module is called twice."""
+        if path not in self.layers:
+            self.layers[path] = make()
+        return self.layers[path]
+
+    # --- the walk ---------------------------------------------------------------------------------
+    def run(self) -> Program:
+        from parity.port.function_rules import translate_call
+        from parity.port.module_rules import translate_module
+
+        inputs, output = [], None
+        for node in self.gm.graph.nodes:
+            self.node, self.pending_note = node, None
+            if node.op == "placeholder":
+                shape = torch_shape(node)
+                if inputs:
+                    raise self.fail(f"the forward takes a second input ({node.name}); the port takes one")
+                if shape is None or len(shape) != 4:
+                    raise self.fail(f"the input must be a 4-D (N, C, H, W) tensor, got shape {shape}")
+                self.values[node.name] = Value(node.name, NHWC, shape)
+                inputs.append(node.name)
+            elif node.op == "call_module":
+                translate_module(self, node, self.gm.get_submodule(str(node.target)))
+            elif node.op in ("call_function", "call_method"):
+                translate_call(self, node)
+            elif node.op == "get_attr":
+                raise self.fail(f"reads the tensor attribute `{node.target}` directly in forward; only "
+                                "parameters of supported modules are ported")
+            elif node.op == "output":
+                output = self.output(node.args[0])
+        return Program(inputs[0], tuple(self.ops), output)
+
+    def output(self, out: Any) -> Any:
+        """The returned structure: 4-D tensors NHWC (the module's convention), others as torch has them."""
+        if isinstance(out, fx.Node):
+            v = self.value(out)
+            if v.shape is None:
+                return Ref(v.name)
+            self.pending_note = "4-D outputs are returned NHWC"
+            return self.tensor(out, NHWC) if v.rank == 4 else Ref(v.name)
+        if isinstance(out, (tuple, list)):
+            return tuple(self.output(o) for o in out)
+        if isinstance(out, dict):
+            raise self.fail("returns a dict; return a tensor or a tuple of tensors")
+        return self.static(out)
+
+
+def is_inplace_target(node: fx.Node) -> bool:
+    return bool(node.kwargs.get("inplace")) or (node.op == "call_method" and str(node.target).endswith("_")
+                                                and not str(node.target).startswith("__"))
+
