@@ -1,0 +1,105 @@
+"""`python -m parity.port`: port a torch CNN from `pkg.module:factory`, write weights and reports.
+
+Writes DIR/model.safetensors (torch naming), DIR/port_report.{md,json} and DIR/parity_report.{txt,json};
+exit status 0 when every parity check passes, 1 when one fails, 2 when the model cannot be ported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+PROG = "python -m parity.port"
+
+
+@dataclass(frozen=True)
+class PortArgs:
+    """Port a PyTorch CNN to a native Flax NNX module (NHWC), with its weights and a parity report."""
+
+    module: str
+    """The torch model: `pkg.module:factory`, a callable (class or function) taking no arguments."""
+    input_shape: str
+    """Example input (N,C,H,W), e.g. 1,3,32,32: traced once to learn every tensor's shape."""
+    out: str
+    """Output directory."""
+    check: bool = False
+    """Run the parity suite's forward, layers and gradient families (default: forward only)."""
+    seed: int = 0
+    """Seeds torch before the factory is called, and the random check batches."""
+
+
+def load_factory(spec: str):
+    """The callable named by `pkg.module:factory` (ValueError naming what is wrong)."""
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not mod_name or not attr:
+        raise ValueError(f"--module {spec!r}: expected pkg.module:factory")
+    try:
+        obj = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"--module {spec!r}: cannot import {mod_name} ({e})") from e
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"--module {spec!r}: {mod_name} has no attribute {attr}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"--module {spec!r}: {attr} is not callable")
+    return obj
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace(" ", "").split(","))
+    except ValueError:
+        raise ValueError(f"--input-shape {text!r}: expected integers like 1,3,32,32") from None
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"--input-shape {text!r}: expected four positive sizes N,C,H,W")
+    return shape
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    args = tyro.cli(PortArgs, args=argv, prog=PROG)
+    try:
+        return run(args)
+    except (ValueError, RuntimeError) as e:  # PortError is a ValueError: one line, no traceback
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: PortArgs) -> int:
+    import torch
+
+    from parity.port.build import port
+    from parity.port.check import CHECK_FAMILIES, DEFAULT_FAMILIES, run_checks
+
+    shape = parse_shape(args.input_shape)
+    factory = load_factory(args.module)
+    torch.manual_seed(args.seed)
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"--module {args.module}: returned {type(model).__name__}, not a torch.nn.Module")
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(args.seed))
+    result = port(model, example)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.save_weights(out / "model.safetensors")
+    (out / "port_report.md").write_text(result.report.to_markdown())
+    (out / "port_report.json").write_text(result.report.to_json() + "\n")
+    print(f"ported {result.report.model}: {len(result.report.rows)} ops, {result.report.torch_params:,} parameters "
+          f"(torch) = {result.report.flax_params:,} (Flax); wrote {out}/model.safetensors, port_report.md")
+
+    from parity.suite.report import format_table, write_json
+
+    report = run_checks(model, result, shape, families=CHECK_FAMILIES if args.check else DEFAULT_FAMILIES,
+                        seed=args.seed)
+    table = format_table(report)
+    (out / "parity_report.txt").write_text(table + "\n")
+    write_json(report, out / "parity_report.json")
+    print(table)
+    return 0 if report.passed else 1
