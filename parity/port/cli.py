@@ -61,13 +61,14 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    """The command line; `prog` names it in usage and errors (`python -m parity port` dispatches here)."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    args = tyro.cli(PortArgs, args=argv, prog=PROG)
+    args = tyro.cli(PortArgs, args=argv, prog=prog)
     try:
         return run(args)
     except (ValueError, RuntimeError) as e:  # PortError is a ValueError: one line, no traceback
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
 
 
