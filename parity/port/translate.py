@@ -60,6 +60,8 @@ def target_name(node: fx.Node) -> str:
     t = node.target
     if node.op == "call_method":
         return f"Tensor.{t}"
+    if node.op == "call_module":
+        return f"module {t}"
     mod = getattr(t, "__module__", None) or ""
     name = getattr(t, "__name__", str(t))
     if mod in ("_operator", "operator"):
@@ -163,8 +165,9 @@ class Translator:
         if inplace_of is not None and isinstance(inplace_of, fx.Node):
             # Parity trap: torch mutates the input; later readers of it must see the result.
             self.values[inplace_of.name] = v
-            self.note(f"in-place {target_name(node)} at {scope_of(node) or '<root>'}: later readers of its input "
-                      "read the result, as in torch")
+            if len(inplace_of.users) > 1:
+                self.note(f"in-place {target_name(node)} at {scope_of(node) or '<root>'}: later readers of its "
+                          "input read the result, as in torch")
             for key in [k for k in self.converted if k[0] == inplace_of.name]:
                 del self.converted[key]
         return v
