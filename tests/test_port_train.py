@@ -1,4 +1,4 @@
-"""A ported ResNet trains like the torch original: the JAX trainer's own step vs torch's optimizer."""
+"""A ported ResNet trains like the torch original (the JAX trainer's own step vs torch's optimizer), and checkpoints."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from flax_cnn import optim, schedules
+from flax_cnn.checkpoint import Checkpoints
 from flax_cnn.step import Model, init_state, make_train_step
 from flax_cnn.train_config import TrainConfig
 from parity.port import port
@@ -22,7 +23,7 @@ STEPS = 3
 PARAM_TOL = 1e-4
 
 
-def test_trainer_steps_on_a_ported_resnet_match_torch():
+def test_trainer_steps_on_a_ported_resnet_match_torch(tmp_path):
     cfg = TrainConfig(epochs=1, max_lr=0.01, label_smoothing=0.1, weight_decay=1e-4, schedule="onecycle")
     torch.manual_seed(0)
     tm = randomize_torch_(ResNet18(width=4), seed=1)
@@ -62,3 +63,12 @@ def test_trainer_steps_on_a_ported_resnet_match_torch():
         assert err <= PARAM_TOL, f"{k}: {err:.2e}"
         moved = max(moved, float(np.abs(ref - before[k].numpy()).max()))
     assert moved > 1e-3, "the parameters barely moved: the comparison would prove nothing"
+
+    # The trainer's orbax checkpoints take the ported state as they take the twin's (torch-named
+    # paths such as layer1/0/conv1/kernel included) and give it back bit for bit.
+    ckpt = Checkpoints(tmp_path, keep=1)
+    ckpt.save(STEPS, state, {"epoch": 1})
+    restored, meta = ckpt.restore_latest(state)
+    ckpt.close()
+    assert meta == {"epoch": 1}
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored)))

@@ -152,14 +152,16 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
+    """Two inverted residuals: 8→8 with the identity residual, then 6× expansion with stride 2."""
+
     # (expansion, out_planes, num_blocks, stride)
-    cfg = [(1, 8, 1, 1), (6, 12, 2, 2)]
+    cfg = [(1, 8, 1, 1), (6, 12, 1, 2)]
 
     def __init__(self, num_classes=10):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layers = self._make_layers(in_planes=16)
+        self.conv1 = nn.Conv2d(3, 8, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.layers = self._make_layers(in_planes=8)
         self.conv2 = nn.Conv2d(12, 64, kernel_size=1, stride=1, padding=0, bias=False)
         self.bn2 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU6(inplace=True)
@@ -213,24 +215,19 @@ class Transition(nn.Module):
 
 
 class DenseNet(nn.Module):
-    """Two dense blocks (concatenation) with transitions, then BN-ReLU-avg_pool-Linear."""
+    """A dense block (concatenation) and a transition, then BN-ReLU, avg_pool2d(4) and view + Linear
+    on the 4×4 map: the flatten-then-Linear trap once more, through `view` and functional pooling."""
 
-    def __init__(self, nblocks=(2, 2), growth_rate=4, reduction=0.5, num_classes=10):
+    def __init__(self, nblock=3, growth_rate=4, reduction=0.5, num_classes=10):
         super().__init__()
         num_planes = 2 * growth_rate
         self.conv1 = nn.Conv2d(3, num_planes, kernel_size=3, padding=1, bias=False)
-        self.dense1 = self._make_dense_layers(num_planes, growth_rate, nblocks[0])
-        num_planes += nblocks[0] * growth_rate
+        self.dense1 = self._make_dense_layers(num_planes, growth_rate, nblock)
+        num_planes += nblock * growth_rate
         out_planes = int(num_planes * reduction)
         self.trans1 = Transition(num_planes, out_planes)
-        num_planes = out_planes
-        self.dense2 = self._make_dense_layers(num_planes, growth_rate, nblocks[1])
-        num_planes += nblocks[1] * growth_rate
-        out_planes = int(num_planes * reduction)
-        self.trans2 = Transition(num_planes, out_planes)
-        num_planes = out_planes
-        self.bn = nn.BatchNorm2d(num_planes)
-        self.linear = nn.Linear(num_planes, num_classes)
+        self.bn = nn.BatchNorm2d(out_planes)
+        self.linear = nn.Linear(out_planes * 4 * 4, num_classes)
 
     def _make_dense_layers(self, in_planes, growth_rate, nblock):
         layers = []
@@ -242,8 +239,7 @@ class DenseNet(nn.Module):
     def forward(self, x):
         out = self.conv1(x)
         out = self.trans1(self.dense1(out))
-        out = self.trans2(self.dense2(out))
-        out = F.avg_pool2d(F.relu(self.bn(out)), 8)
+        out = F.avg_pool2d(F.relu(self.bn(out)), 4)
         out = out.view(out.size(0), -1)
         out = self.linear(out)
         return out
