@@ -89,6 +89,30 @@ class WithReflectPad(nn.Module):
         return self.conv(self.stem(x))
 
 
+class TrainOnlyScale(nn.Module):
+    def forward(self, x):
+        return x * 0.5 if self.training else x
+
+
+class WithTrainBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = Stem()
+        self.scale = TrainOnlyScale()
+
+    def forward(self, x):
+        return self.scale(self.stem(x))
+
+
+class WithAlwaysOnDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = Stem()
+
+    def forward(self, x):
+        return F.dropout(self.stem(x), 0.2)  # torch's default training=True: drops in eval mode too
+
+
 X = torch.randn(1, 3, 8, 8)
 
 
@@ -99,7 +123,10 @@ X = torch.randn(1, 3, 8, 8)
                       r"test_port_errors\.py:\d+: `if x\.mean\(\) > 0:"),
     (WithRawParameter, r"^<root> \(WithRawParameter\): reads the tensor attribute `scale` directly"),
     (WithReflectPad, r"^conv \(Conv2d\): padding_mode='reflect'"),
-], ids=["lstm", "interpolate", "control-flow", "raw-parameter", "reflect-padding"])
+    (WithTrainBranch, r"^scale \(TrainOnlyScale\): the forward differs between train and eval mode at operator\.mul"),
+    (WithAlwaysOnDropout, r"^<root> \(WithAlwaysOnDropout\): F\.dropout\(training=True\) drops in eval mode too"),
+], ids=["lstm", "interpolate", "control-flow", "raw-parameter", "reflect-padding", "train-branch",
+        "always-on-dropout"])
 def test_unsupported_fails_with_one_message_naming_path_and_op(model, message):
     torch.manual_seed(0)
     tm = model()

@@ -91,8 +91,8 @@ def port(torch_module: torch.nn.Module, example_input: torch.Tensor) -> PortResu
     pairs = tuple((p, tuple(p.split("."))) for p in t.layers)
     drops = tuple((p, f) for p, f in pairs if isinstance(t.layers[p], fl.Dropout))
     n_torch = sum(p.numel() for p in torch_module.parameters())
-    notes = ("traced in train mode: a Python branch on self.training took its train side; the ported "
-             "module's .train()/.eval() switch BatchNorm and dropout", *t.notes)
+    notes = ("one graph for both modes (traced in train and in eval mode, the same); the ported module's "
+             ".train()/.eval() switch BatchNorm and dropout", *t.notes)
     report = PortReport(source, tuple(example_input.shape), tuple(t.rows), n_torch, pl.count_params(module),
                         len(key_map), notes)
     return PortResult(module, key_map, report, gm, pairs, drops)

@@ -1,18 +1,21 @@
 """torch.fx tracing plus shape propagation: the graph the port translates, every tensor's shape known.
 
 The module is traced in train mode, so functional calls written `F.dropout(x, training=self.training)`
-are recorded as live dropouts; the ported module's own train/eval switch then decides. Shapes
-come from one eval-mode, no-grad run of the example input, so BatchNorm statistics are untouched.
+are recorded as live dropouts; the ported module's own train/eval switch then decides. It is traced
+in eval mode too, to prove that is the only difference. Shapes come from one eval-mode, no-grad
+run of the example input, so BatchNorm statistics are untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import traceback
 
 import torch
+import torch.nn.functional as F
 from torch import fx
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -70,17 +73,53 @@ def _restore(modes: dict[torch.nn.Module, bool]) -> None:
         m.training = training
 
 
+def _graph(module: torch.nn.Module, training: bool) -> fx.Graph:
+    module.train(training)
+    try:
+        return _Tracer().trace(module)
+    except PortError:
+        raise
+    except Exception as e:
+        raise _failure("", type(module).__name__, e) from e
+
+
+def _dropout_training(node: fx.Node):
+    """The `training` argument of an F.dropout call (torch's default is True)."""
+    return node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True)
+
+
+def _signature(node: fx.Node) -> str:
+    """op, target and arguments (earlier nodes by name), without F.dropout's `training`."""
+    args, kwargs = node.args, dict(node.kwargs)
+    if node.target is F.dropout:
+        args, _ = args[:2], kwargs.pop("training", None)
+    return repr((node.op, node.target, fx.node.map_arg((args, kwargs), lambda n: n.name)))
+
+
+def check_one_graph(train: fx.Graph, eval_: fx.Graph, module: torch.nn.Module) -> None:
+    """Parity traps: a forward that branches on self.training has two graphs, the port has one; and
+    F.dropout with training=True (torch's default) drops in eval mode too, which the port does not."""
+    from parity.port.translate import target_name, where_of
+
+    for a, b in itertools.zip_longest(train.nodes, eval_.nodes):
+        if a is None or b is None or _signature(a) != _signature(b):
+            node = a if a is not None else b
+            raise PortError(where_of(node, module), f"the forward differs between train and eval mode at "
+                            f"{target_name(node)} (a Python branch on self.training); the port needs one graph")
+        if a.target is F.dropout and _dropout_training(b) is True:
+            raise PortError(where_of(a, module), "F.dropout(training=True) drops in eval mode too; pass "
+                            "training=self.training")
+
+
 def trace(module: torch.nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
-    """A GraphModule over `module`'s own submodules, every node's `tensor_meta` filled in."""
+    """A GraphModule over `module`'s own submodules, every node's `tensor_meta` filled in.
+
+    Traced in both modes: the train-mode graph is kept, and must equal the eval-mode one.
+    """
     modes = _modes(module)
     try:
-        module.train()
-        try:
-            graph = _Tracer().trace(module)
-        except PortError:
-            raise
-        except Exception as e:
-            raise _failure("", type(module).__name__, e) from e
+        graph = _graph(module, True)
+        check_one_graph(graph, _graph(module, False), module)
         gm = fx.GraphModule(module, graph)
         module.eval()
         prop = _ShapeProp(gm)
