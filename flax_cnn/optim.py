@@ -14,8 +14,9 @@ ADAM_EPS = 1e-8  # torch.optim.Adam's default
 
 
 def table_schedule(table: np.ndarray):
-    """An optax schedule that reads a precomputed float64 table (cast to float32) by step."""
-    values = jnp.asarray(np.asarray(table, np.float32))
+    """An optax schedule that reads a precomputed float64 table by step: cast to float32, or kept
+    float64 when JAX's x64 mode is on (the parity suite's float64 trajectory)."""
+    values = jnp.asarray(np.asarray(table, np.float64), dtype=jnp.result_type(float))
     last = len(table) - 1
     return lambda count: values[jnp.minimum(count, last)]
 

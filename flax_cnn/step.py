@@ -58,11 +58,15 @@ class Model:
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Per-example CE; smoothing matches torch's `label_smoothing` ((1-e)*onehot + e/K)."""
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+    """Per-example CE; smoothing matches torch's `label_smoothing` ((1-e)*onehot + e/K).
+
+    In at least float32: bf16 logits are upcast, float64 ones (the parity suite's) stay float64.
+    """
+    dtype = jnp.promote_types(logits.dtype, jnp.float32)
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=dtype)
     if label_smoothing:
         onehot = optax.smooth_labels(onehot, label_smoothing)
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), onehot)
+    return optax.softmax_cross_entropy(logits.astype(dtype), onehot)
 
 
 def init_state(model: Model, tx: optax.GradientTransformation) -> TrainState:
@@ -86,7 +90,8 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
 
         def loss_fn(params):
             m = model.merge(params, state.batch_stats, train=True)
-            logits = m(x, key=jax.random.fold_in(step_key, 2)).astype(jnp.float32)
+            logits = m(x, key=jax.random.fold_in(step_key, 2))
+            logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
             loss = cross_entropy(logits, labels, label_smoothing).mean()
             return loss, (logits, nnx.state(m, nnx.BatchStat))
 
