@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from flax_cnn import ops
 from flax_cnn.model import build_model
 from flax_cnn.run_dir import RunDir
 from flax_cnn.weights import load_weights
@@ -17,5 +18,5 @@ def load_classifier(run: RunDir, which: str = "final"):
     from flax import nnx
 
     graphdef, state = nnx.split(model)
-    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x), compiler_options=ops.cpu_compiler_options())
     return lambda images: np.asarray(forward(state, images))

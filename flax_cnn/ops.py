@@ -1,14 +1,22 @@
-"""Convolution kernels for the Flax twin (NHWC activations, HWIO kernels).
+"""Convolution kernels for the Flax twin (NHWC activations, HWIO kernels), chosen for XLA:CPU.
 
 Every conv pads symmetrically by an explicit amount, as torch's `padding=` does. XLA's 'SAME'
 pads a stride-2 3×3 conv on an even map by (0, 1) instead of (1, 1) — a parity trap.
 
-Depthwise convs are written as k×k shifted multiply-adds: XLA:CPU lowers
-`feature_group_count` convs 15-40× slower than this form (see `python -m parity.bench`).
+Formulations, each measured on the train step (`python -m parity.bench`; README "Performance"):
+- depthwise: k×k shifted multiply-adds; XLA:CPU's `feature_group_count` conv is 15-40× slower;
+- strided dense convs: XLA's forward, with a custom backward — the input gradient as one dot
+  plus k×k padded placements (XLA's transposed strided conv mostly multiplies zeros), the
+  weight gradient as k×k per-tap dots;
+- everything else: XLA's own convolution (Eigen), which beat im2col and shifted-dot forms.
+All are the same math as `lax.conv_general_dilated`: in float64 they agree to 1e-15.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -19,33 +27,70 @@ def _out(size: int, k: int, stride: int, dilation: int, padding: int) -> int:
     return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
 
 
+def _taps(x, k: int, stride: int, dilation: int, padding: int, ho: int, wo: int) -> list:
+    """The k*k shifted, strided views of the zero-padded input, in (kh, kw) order."""
+    n, _, _, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    return [lax.slice(xp, (0, i * dilation, j * dilation, 0),
+                      (n, i * dilation + (ho - 1) * stride + 1, j * dilation + (wo - 1) * stride + 1, c),
+                      (1, stride, stride, 1))
+            for i in range(k) for j in range(k)]
+
+
+def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int):
+    """Adjoint of `_taps`: gt (N, Ho, Wo, k*k, C) summed back onto the (N, H, W, C) input."""
+    _, ho, wo, _, _ = gt.shape
+    out = None
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        lo_h, lo_w = i * dilation - padding, j * dilation - padding
+        placed = lax.pad(gt[:, :, :, t, :], jnp.zeros((), gt.dtype),
+                         ((0, 0, 0), (lo_h, h - lo_h - (ho - 1) * stride - 1, stride - 1),
+                          (lo_w, w - lo_w - (wo - 1) * stride - 1, stride - 1), (0, 0, 0)))
+        out = placed if out is None else out + placed
+    return out
+
+
 def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
     """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights."""
     k = w.shape[0]
-    n, h, wd, c = x.shape
-    ho, wo = _out(h, k, stride, dilation, padding), _out(wd, k, stride, dilation, padding)
-    xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    ho, wo = _out(x.shape[1], k, stride, dilation, padding), _out(x.shape[2], k, stride, dilation, padding)
     acc = None
-    for i in range(k):
-        for j in range(k):
-            r0, c0 = i * dilation, j * dilation
-            sl = lax.slice(xp, (0, r0, c0, 0), (n, r0 + (ho - 1) * stride + 1, c0 + (wo - 1) * stride + 1, c),
-                           (1, stride, stride, 1))
-            term = sl * w[i, j, 0]
-            acc = term if acc is None else acc + term
+    for t, tap in enumerate(_taps(x, k, stride, dilation, padding, ho, wo)):
+        term = tap * w[t // k, t % k, 0]
+        acc = term if acc is None else acc + term
     return acc
 
 
-def pointwise_conv2d(x, w):
-    """1×1 conv as a matmul over channels: x (N,H,W,Cin), w (1,1,Cin,Cout)."""
-    return jnp.einsum("nhwc,cd->nhwd", x, w[0, 0])
-
-
-def dense_conv2d(x, w, *, stride: int, dilation: int, padding: int, groups: int = 1):
+def dense_conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
     """A regular (or grouped) conv through XLA's convolution with explicit symmetric padding."""
     return lax.conv_general_dilated(
         x, w, window_strides=(stride, stride), padding=((padding, padding), (padding, padding)),
         rhs_dilation=(dilation, dilation), dimension_numbers=_DIMS, feature_group_count=groups)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def strided_conv2d(x, w, stride: int, dilation: int, padding: int):
+    """A dense conv with stride > 1: XLA forward, hand-written backward (see module docstring)."""
+    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
+
+
+def _strided_fwd(x, w, stride, dilation, padding):
+    return strided_conv2d(x, w, stride, dilation, padding), (x, w)
+
+
+def _strided_bwd(stride, dilation, padding, res, g):
+    x, w = res
+    n, h, wd, ci = x.shape
+    k, co = w.shape[0], w.shape[-1]
+    ho, wo = g.shape[1], g.shape[2]
+    taps = _taps(x, k, stride, dilation, padding, ho, wo)
+    gw = jnp.stack([jnp.einsum("bhwc,bhwo->bco", t, g).sum(0) for t in taps]).reshape(k, k, ci, co)
+    gt = jnp.einsum("bhwo,ko->bhwk", g, w.reshape(k * k * ci, co)).reshape(n, ho, wo, k * k, ci)
+    return _untaps(gt, k, stride, dilation, padding, h, wd), gw.astype(w.dtype)
+
+
+strided_conv2d.defvjp(_strided_fwd, _strided_bwd)
 
 
 def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
@@ -53,6 +98,18 @@ def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups
     w = w.astype(x.dtype)
     if groups > 1 and groups == x.shape[-1] and w.shape[2] == 1 and w.shape[3] == groups:
         return depthwise_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
-    if w.shape[0] == 1 and w.shape[1] == 1 and stride == 1 and padding == 0 and groups == 1:
-        return pointwise_conv2d(x, w)
+    if groups == 1 and stride > 1 and w.shape[0] == w.shape[1]:
+        return strided_conv2d(x, w, stride, dilation, padding)
     return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding, groups=groups)
+
+
+def cpu_compiler_options() -> dict[str, str] | None:
+    """XLA:CPU options for our jitted steps (None elsewhere).
+
+    jaxlib 0.10's XLA:CPU hands float32 convolutions to YNNPACK by default, which runs this model's
+    convs 2× (forward) to 12× (weight gradient on 32×32 maps) slower than XLA's own Eigen kernels;
+    keeping YNNPACK for reductions only makes BatchNorm's sums 3-4× faster than XLA's loops.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
