@@ -21,6 +21,7 @@ from flax import nnx
 
 from flax_cnn.step import Model, cross_entropy
 from parity.port import port
+from parity.suite.gradient import gradient_errors
 from tests.conftest import randomize_torch_
 
 # float32 logits through up to ~20 conv+BN layers: XLA and ATen sum in different orders, ~1e-7
@@ -28,11 +29,6 @@ from tests.conftest import randomize_torch_
 LOGIT_TOL = 1e-5
 # Gradients carry the forward residue once more through the backward pass.
 GRAD_TOL = 1e-5
-# A gradient tensor whose largest entry is below this fraction of the model's largest gradient is
-# at float32 rounding level (eps 1.2e-7 times a short accumulation): analytically zero, e.g. a conv
-# bias right before a train-mode BatchNorm, which subtracts it again. Its error is measured against
-# the model's gradient scale instead of its own noise.
-ZERO_GRAD = 1e-6
 
 
 # --- the models ---------------------------------------------------------------------------------
@@ -294,16 +290,6 @@ def state_to_torch(state: nnx.State, key_map) -> dict[str, np.ndarray]:
     return {m.torch_key: m.to_torch(np.asarray(flat[m.flax_path])) for m in key_map if m.flax_path in flat}
 
 
-def grad_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per tensor max|Δ| / max|g_torch|; for analytically zero tensors, / the model's largest gradient."""
-    top = max(float(np.abs(g).max()) for g in t_grads.values())
-    out = {}
-    for k, g in t_grads.items():
-        scale = float(np.abs(g).max())
-        out[k] = float(np.abs(f_grads[k] - g).max()) / (scale if scale > ZERO_GRAD * top else top)
-    return out
-
-
 @dataclass
 class Compared:
     """Both sides' eval logits, train-mode logits, BN statistics after that step, and gradients."""
@@ -400,6 +386,6 @@ def test_train_mode_forward_and_batchnorm_statistics_match(name, compared):
 def test_gradients_match_for_every_parameter(name, compared):
     c = compared(name)
     assert set(c.flax_grads) == set(c.torch_grads)
-    errors = grad_errors(c.torch_grads, c.flax_grads)
+    errors = gradient_errors(c.torch_grads, c.flax_grads)  # analytic zeros vs the model's scale
     worst = max(errors, key=errors.get)
     assert errors[worst] <= GRAD_TOL, f"{worst}: {errors[worst]:.2e}"

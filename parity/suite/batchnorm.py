@@ -1,0 +1,81 @@
+"""Family "batchnorm": BN running statistics after k train-mode forward passes on k batches.
+
+Parity traps this family catches, by name: torch's `momentum=0.1` is Flax's `0.9` (the weight of
+the *old* value), and torch updates `running_var` with the *unbiased* batch variance
+(n/(n-1) times the biased one it normalises with) where Flax's stock BatchNorm uses the biased
+one; `flax_cnn.layers.BatchNorm2d(unbiased_running_var=True)` follows torch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from parity.suite import tolerances
+from parity.suite.forward import set_mode
+from parity.suite.masks import fixed_dropout
+from parity.suite.record import flax_calls, run_torch
+from parity.suite.results import Check, rel_err
+from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, flax_tensors, precision, prepare, torch_input
+
+FAMILY = "batchnorm"
+
+
+def buffers_after_steps(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[np.ndarray], *,
+                        dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32"
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(torch buffers, Flax buffers in torch naming) after one train-mode forward per batch."""
+    with precision(dtype):
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        set_mode(tm, fm, "train")
+        with fixed_dropout(tm, fm, dropout_pairs, identity=True), flax_calls(fm) as flax_call:
+            for x in batches:
+                run_torch(tm, torch_input(x, dtype))
+                flax_call(flax_input(x, dtype))
+        params = {k for k, _ in tm.named_parameters()}
+        t = {k: v.detach().numpy().copy() for k, v in tm.state_dict().items() if k not in params}
+        f = flax_tensors(fm, [m for m in key_map if m.torch_key in t])
+    return t, f
+
+
+def batchnorm_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[np.ndarray], *,
+                     dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32",
+                     tol: float = tolerances.BATCHNORM) -> list[Check]:
+    """Running statistics (worst buffer, first one off, with the likely trap) and batch counters (exact)."""
+    t, f = buffers_after_steps(torch_model, flax_model, key_map, batches, dropout_pairs=dropout_pairs, dtype=dtype)
+    stats, counters = [], []
+    for k in t:
+        if k not in f:
+            continue
+        if np.issubdtype(t[k].dtype, np.floating):
+            stats.append({"buffer": k, "error": rel_err(f[k], t[k])})
+        else:
+            counters.append({"buffer": k, "torch": int(np.max(t[k])), "jax": int(np.max(f[k])),
+                             "error": float(np.max(np.abs(f[k].astype(np.int64) - t[k].astype(np.int64))))})
+    k = len(batches)
+    out = []
+    if stats:
+        worst = max(stats, key=lambda r: r["error"])
+        bad = [r for r in stats if not r["error"] <= tol]
+        where = f"worst: {worst['buffer']}"
+        if bad:
+            where = f"first buffer off: {bad[0]['buffer']}{_diagnose(bad)}"
+        out.append(Check(FAMILY, f"running statistics after {k} train steps, {len(stats)} buffers [{dtype}]",
+                         worst["error"], tol, where, {"buffers": stats}))
+    if counters:
+        worst_c = max(counters, key=lambda r: r["error"])
+        out.append(Check(FAMILY, f"batch counters after {k} train steps [{dtype}]", worst_c["error"], 0.0,
+                         "" if worst_c["error"] == 0 else f"first counter off: {worst_c['buffer']}",
+                         {"buffers": counters}))
+    return out
+
+
+def _diagnose(bad: list[dict]) -> str:
+    """Name the trap the pattern of failures points at."""
+    names = [r["buffer"] for r in bad]
+    if names and all(n.endswith("var") for n in names):
+        return " (only variances off: biased vs unbiased batch variance in the running_var update?)"
+    if any(n.endswith("mean") for n in names):
+        return " (means off too: BN momentum convention? torch 0.1 == Flax 0.9)"
+    return ""

@@ -1,0 +1,102 @@
+"""Family "gradient": the loss and its gradient w.r.t. every parameter, in train mode (batch-stat
+BN, as training computes them), from the same weights and batch."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+import torch.nn.functional as F
+from flax import nnx
+
+from parity.suite import tolerances
+from parity.suite.forward import set_mode
+from parity.suite.masks import fixed_dropout
+from parity.suite.results import Check, rel_err
+from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input
+
+FAMILY = "gradient"
+
+
+def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
+    """Mean CE with torch's `label_smoothing`, in the logits' dtype.
+
+    `flax_cnn.step.cross_entropy` casts to float32 (right for training, wrong for a float64 proof).
+    """
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    if label_smoothing:
+        onehot = optax.smooth_labels(onehot, label_smoothing)
+    return optax.softmax_cross_entropy(logits, onehot).mean()
+
+
+def gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, labels: np.ndarray, *,
+              label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32"
+              ) -> tuple[tuple[float, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """((torch loss, Flax loss), torch grads, Flax grads in torch naming/layout), dropout off."""
+    with precision(dtype):
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        set_mode(tm, fm, "train")
+        with fixed_dropout(tm, fm, dropout_pairs, identity=True):
+            tm.zero_grad(set_to_none=True)
+            loss_t = F.cross_entropy(tm(torch_input(x_nchw, dtype)), torch.from_numpy(labels.astype(np.int64)),
+                                     label_smoothing=label_smoothing)
+            loss_t.backward()
+            t_grads = {k: p.grad.detach().numpy().copy() for k, p in tm.named_parameters() if p.grad is not None}
+
+            def loss_fn(m, x, y):
+                return smoothed_cross_entropy(m(x), y, label_smoothing)
+
+            loss_f, grads = nnx.jit(nnx.value_and_grad(loss_fn))(fm, flax_input(x_nchw, dtype),
+                                                                  jnp.asarray(labels, jnp.int32))
+            f_grads = state_tensors(grads, key_map)
+    return (float(loss_t.detach()), float(loss_f)), t_grads, f_grads
+
+
+def gradient_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per tensor max|Δ| / max|g_torch|; a tensor that is analytically zero (below
+    `tolerances.ZERO_GRADIENT` of the model's largest gradient) is scaled by that largest gradient
+    instead of by its own rounding noise."""
+    top = max((float(np.max(np.abs(g), initial=0.0)) for g in t_grads.values()), default=0.0)
+    out = {}
+    for k, g in t_grads.items():
+        f = f_grads.get(k)
+        scale = float(np.max(np.abs(g), initial=0.0))
+        if f is None or f.shape != g.shape or scale > tolerances.ZERO_GRADIENT * top or top == 0:
+            out[k] = rel_err(f, g) if f is not None else np.inf  # inf for a missing or mis-shaped tensor
+        else:
+            out[k] = rel_err(f, g) * scale / top if scale else float(np.max(np.abs(f - g))) / top
+    return out
+
+
+def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
+                    labels: np.ndarray, *, label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (),
+                    dtype: str = "float32", tol: float | None = None, batch_note: str = "") -> list[Check]:
+    """The loss, and every parameter's gradient (worst tensor; `where` names the first one off).
+
+    In float32, pass a batch without ReLU kink flips (`kinks.smooth_batch`); `batch_note` says which.
+    """
+    tol = tolerances.gradient(dtype) if tol is None else tol
+    (lt, lf), t_grads, f_grads = gradients(torch_model, flax_model, key_map, x_nchw, labels,
+                                           label_smoothing=label_smoothing, dropout_pairs=dropout_pairs, dtype=dtype)
+    loss_err = abs(lf - lt) / abs(lt)
+    errors = gradient_errors(t_grads, f_grads)
+    rows = []
+    for m in key_map:  # key-map order is layer order: the first bad tensor is nearest the input
+        if m.torch_key not in t_grads:
+            continue
+        rows.append({"tensor": m.torch_key, "error": errors[m.torch_key],
+                     "max_abs_grad": float(np.max(np.abs(t_grads[m.torch_key])))})
+    worst = max(rows, key=lambda r: r["error"])
+    first_bad = next((r for r in rows if not r["error"] <= tol), None)
+    where = f"first tensor off: {first_bad['tensor']}" if first_bad else f"worst: {worst['tensor']}"
+    where += f"; {batch_note}" if batch_note else ""
+    return [
+        Check(FAMILY, f"loss (label smoothing {label_smoothing:g}) [{dtype}]", loss_err, tol, "",
+              {"torch": lt, "jax": lf}),
+        Check(FAMILY, f"d loss / d param, {len(rows)} tensors [{dtype}]", worst["error"], tol, where,
+              {"first_off": first_bad["tensor"] if first_bad else None, "tensors": rows}),
+    ]

@@ -1,0 +1,90 @@
+"""Run either twin once and keep named module outputs: torch by forward hooks, Flax by wrappers.
+
+Flax modules are swapped for `FlaxRecorder`s that pass their input through and leave the output
+in a sink; the call is jitted (one compile), so the sink holds tracers only inside the traced
+function, which returns them as outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+import torch
+from flax import nnx
+
+from parity.suite.twins import ModulePair, flax_get, swapped_flax
+
+
+class _Sink:
+    """Outputs recorded during one call, by torch module name (a plain object: static to NNX)."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, object] = {}
+
+
+class FlaxRecorder(nnx.Module):
+    """Calls the wrapped module and records its output under `name`."""
+
+    def __init__(self, inner, sink: _Sink, name: str):
+        self.inner, self.sink, self.name = inner, sink, name
+
+    def __call__(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        self.sink.outputs[self.name] = out
+        return out
+
+
+@contextlib.contextmanager
+def flax_calls(model, record: Sequence[ModulePair] = ()) -> Iterator[Callable]:
+    """Yields `call(x) -> (output, {torch name: Flax output})`, jitted once for this model.
+
+    BN statistics of the model update in train mode, as an eager call would update them.
+    """
+    sink = _Sink()
+    wrappers = {tuple(path): FlaxRecorder(flax_get(model, tuple(path)), sink, name) for name, path in record}
+
+    def traced(m, x):
+        sink.outputs.clear()
+        y = m(x)
+        return y, dict(sink.outputs)
+
+    jitted = nnx.jit(traced)
+
+    def call(x: jax.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        y, rec = jitted(model, x)
+        return np.asarray(y), {k: np.asarray(v) for k, v in rec.items()}
+
+    with swapped_flax(model, wrappers):
+        yield call
+
+
+def run_flax(model, x: jax.Array, record: Sequence[ModulePair] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One call of `flax_calls`."""
+    with flax_calls(model, record) as call:
+        return call(x)
+
+
+def run_torch(model: torch.nn.Module, x: torch.Tensor, record: Sequence[str] = (), *, grad: bool = False
+              ) -> tuple[torch.Tensor, dict[str, np.ndarray], list[str]]:
+    """(output, {name: output}, names in the order their forward finished) of one call."""
+    outputs: dict[str, np.ndarray] = {}
+    order: list[str] = []
+
+    def hook(name):
+        def f(_mod, _inp, out):
+            if isinstance(out, torch.Tensor):
+                outputs[name] = out.detach().cpu().numpy().copy()
+                order.append(name)
+        return f
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n)) for n in record]
+    try:
+        with torch.set_grad_enabled(grad):
+            y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return y, outputs, order

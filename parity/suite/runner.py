@@ -1,0 +1,147 @@
+"""Run the families on a pair and collect one `Report`; a family that raises becomes a failing
+check that carries the exception (a key-map hole or a shape mismatch is a finding, not a crash)."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from flax_cnn import schedules
+from flax_cnn.train_config import TrainConfig
+from parity.suite.accuracy import accuracy_checks
+from parity.suite.batchnorm import batchnorm_checks
+from parity.suite.data import Batch
+from parity.suite.forward import dropout_check, forward_checks
+from parity.suite.gradient import gradient_checks
+from parity.suite.kinks import smooth_batch
+from parity.suite.layers import layer_checks
+from parity.suite.pair import TwinPair
+from parity.suite.results import FAMILIES, Check, Report, skipped
+from parity.suite.schedule import ScheduleCase, ScheduleFn, schedule_checks
+from parity.suite.trajectory import trajectory_checks
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Which families run and how big they are."""
+
+    families: tuple[str, ...] = FAMILIES
+    float64: bool = False
+    """Also run forward, layers and gradient in float64 (tolerance 1e-12)."""
+    bn_steps: int = 3
+    schedule_cases: tuple[ScheduleCase, ...] | None = None
+    """None: `schedule.default_cases()`."""
+    eval_batch_size: int = 500
+    mask_seed: int = 0
+    trajectory_dtype: str = "float64"
+    """See TRAJECTORY_NOTE: float32 trajectories of this model diverge by chaos, not by a difference."""
+
+
+TRAJECTORY_NOTE = ("trajectory in float64: in float32, Adam's eps-scale updates and ReLU kinks amplify rounding "
+                   "chaotically (real model: weights 2e-2 apart after one step, O(1) after 40), whatever the twins")
+
+
+@dataclass(frozen=True)
+class SuiteInputs:
+    """Batches (the first feeds forward/layers/gradient, the first `bn_steps` batchnorm, all of them
+    the trajectory), the training hyperparameters, and the test split if there is one."""
+
+    batches: Sequence[Batch]
+    train_cfg: TrainConfig
+    test: tuple[np.ndarray, np.ndarray] | None = None
+    test_what: str = ""
+
+
+def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = SuiteOptions(), *,
+              dropout_pair: TwinPair | None = None, schedule_fn: ScheduleFn = schedules.tables,
+              log: Callable[[str], None] | None = None) -> Report:
+    """Every family of `options.families` on `pair`; `dropout_pair` (dropout > 0) adds the mask check."""
+    unknown = set(options.families) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"unknown families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    report = Report(notes=list(pair.notes))
+    timings: dict[str, float] = {}
+    tm, fm, km = pair.torch_model, pair.flax_model, pair.key_map
+    x, y = inputs.batches[0]
+    dtypes = ("float32", "float64") if options.float64 else ("float32",)
+
+    def forward():
+        out = []
+        for dt in dtypes:
+            out += forward_checks(tm, fm, km, x, dropout_pairs=pair.dropout_pairs, dtype=dt)
+            if dropout_pair is not None:
+                out.append(dropout_check(dropout_pair.torch_model, dropout_pair.flax_model, dropout_pair.key_map,
+                                         x, dropout_pair.dropout_pairs, seed=options.mask_seed, dtype=dt))
+        return out
+
+    def layers():
+        return [c for dt in dtypes for c in layer_checks(tm, fm, km, x, layer_pairs=pair.layer_pairs or None,
+                                                         dropout_pairs=pair.dropout_pairs, dtype=dt)]
+
+    def gradient():
+        i, tried = smooth_batch(tm, fm, km, [b[0] for b in inputs.batches], layer_pairs=pair.layer_pairs or None,
+                                dropout_pairs=pair.dropout_pairs)
+        note = _kink_note(i, tried)
+        gx, gy = inputs.batches[i]
+        return [c for dt in dtypes for c in gradient_checks(
+            tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs, label_smoothing=inputs.train_cfg.label_smoothing,
+            dtype=dt, batch_note=note)]
+
+    def batchnorm():
+        return batchnorm_checks(tm, fm, km, [b[0] for b in inputs.batches[:options.bn_steps]],
+                                dropout_pairs=pair.dropout_pairs)
+
+    def schedule():
+        return schedule_checks(options.schedule_cases, schedule_fn)
+
+    def trajectory():
+        checks, traj = trajectory_checks(tm, fm, km, inputs.batches, inputs.train_cfg, schedule_fn=schedule_fn,
+                                         dtype=options.trajectory_dtype)
+        report.curves.update(traj.curves())
+        if options.trajectory_dtype == "float64":
+            report.notes.append(TRAJECTORY_NOTE)
+        return checks
+
+    def accuracy():
+        if inputs.test is None:
+            return [skipped("accuracy", "test split", "no CIFAR-10 test data found (--data-dir or $CIFAR10_DIR)")]
+        images, labels = inputs.test
+        return accuracy_checks(tm, fm, km, images, labels, batch_size=options.eval_batch_size,
+                               what=inputs.test_what)
+
+    runs = {"forward": forward, "layers": layers, "gradient": gradient, "batchnorm": batchnorm,
+            "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy}
+    for family in FAMILIES:
+        if family not in options.families:
+            continue
+        start = time.perf_counter()
+        try:
+            checks = runs[family]()
+        except Exception as e:  # noqa: BLE001 - reported as a failing check with its traceback
+            checks = [Check(family, "could not run", math.inf, 0.0, f"{type(e).__name__}: {e}",
+                            {"traceback": traceback.format_exc()})]
+        timings[family] = time.perf_counter() - start
+        report.checks += checks
+        if log:
+            bad = sum(not c.passed for c in checks)
+            log(f"{family}: {len(checks)} checks, {'all pass' if not bad else f'{bad} FAIL'} "
+                f"({timings[family]:.1f} s)")
+    report.meta["seconds_per_family"] = timings
+    return report
+
+
+def _kink_note(chosen: int, tried: list[dict]) -> str:
+    """Which batch the gradient family used, and why earlier ones were skipped."""
+    skipped = [t for t in tried if t["flips"]]
+    if not skipped:
+        return ""
+    first = skipped[0]
+    layer = next(iter(first["layers"]))
+    if tried[chosen]["flips"]:
+        return f"every tried batch has ReLU kink flips (batch 0: {first['flips']} at {layer})"
+    return f"batch {chosen}: {len(skipped)} earlier batch(es) skipped for ReLU kink flips (first at {layer})"

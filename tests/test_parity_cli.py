@@ -1,0 +1,37 @@
+"""`python -m parity` end to end at CI size: exit status, the table, the JSON families and curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from parity.suite.cli import main
+from parity.suite.results import FAMILIES
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cli_small_run_passes_and_writes_every_family(train_data_dir, tmp_path):
+    out = tmp_path / "parity.json"
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
+    proc = subprocess.run([sys.executable, "-m", "parity", "--small", "--steps", "5", "--batch-size", "4",
+                           "--test-examples", "100", "--data-dir", str(train_data_dir), "--json", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(ln.split()[:5] == ["family", "check", "error", "tol", "result"] for ln in lines)
+    assert any(ln.startswith("PASS: ") for ln in lines)
+    d = json.loads(out.read_text())
+    assert d["passed"] is True and d["failed_families"] == []
+    assert {c["family"] for c in d["checks"]} == set(FAMILIES)
+    assert not any(c["status"] == "skip" for c in d["checks"])  # data was given: accuracy ran
+    assert len(d["curves"]["loss_torch"]) == len(d["curves"]["loss_jax"]) == 5
+    assert d["meta"]["weights"] == "random weights" and "random" in " ".join(d["notes"])
+
+
+def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path), "--families", "schedule"]) == 2
+    assert "not a run directory" in capsys.readouterr().err

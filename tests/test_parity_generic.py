@@ -1,0 +1,84 @@
+"""The suite's generic pieces, without compiling a model: error metric, weight sync, masks, kinks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flax_cnn.weights import key_map
+from parity.suite.gradient import gradient_errors
+from parity.suite.kinks import count_flips
+from parity.suite.masks import FlaxMask, MaskBank, TorchMask
+from parity.suite.pair import flax_skeleton, project_pairs
+from parity.suite.results import Check, Report, elementwise_rel_err, rel_err
+from parity.suite.twins import ParityError, module_pairs, sync_weights
+from tests.conftest import TINY
+
+
+def test_rel_err_is_relative_to_the_tensors_scale():
+    ref = np.array([1.0, -2.0, 1e-9])
+    # 1e-9 -> 2e-9 is "100 % off" per element, but 5e-10 of the tensor's scale: harmless.
+    assert rel_err(np.array([1.0, -2.0, 2e-9]), ref) == pytest.approx(5e-10)
+    assert rel_err(np.array([1.0, -2.0]), ref) == math.inf  # shape mismatch
+    assert rel_err(np.array([1.0, np.nan, 0.0]), ref) == math.inf
+    assert rel_err(np.array([3e-7]), np.array([0.0])) == pytest.approx(3e-7)  # all-zero ref: absolute
+    assert elementwise_rel_err(np.array([1.0, 2e-9]), np.array([1.0, 1e-9])) == pytest.approx(1.0)
+
+
+def test_an_analytically_zero_gradient_is_measured_against_the_models_scale():
+    # A conv bias before a train-mode BN: its true gradient is 0, both twins give ~1e-9 noise.
+    torch_g = {"w": np.array([1.0, -2.0]), "bias": np.array([1e-9, -1e-9])}
+    flax_g = {"w": np.array([1.0, -2.0 + 2e-6]), "bias": np.array([3e-9, 0.0])}
+    errors = gradient_errors(torch_g, flax_g)
+    assert errors["w"] == pytest.approx(1e-6)
+    assert errors["bias"] == pytest.approx(2e-9 / 2.0)  # not 2.0 (its own noise scale)
+    assert gradient_errors(torch_g, {"w": flax_g["w"]})["bias"] == math.inf
+
+
+def test_a_nan_error_never_passes_and_a_skip_never_fails():
+    assert not Check("forward", "x", math.nan, 1e-5).passed
+    report = Report([Check("forward", "x", 1e-7, 1e-5), Check("accuracy", "y", math.nan, math.nan, skipped=True)])
+    assert report.passed and report.failed_families() == []
+
+
+def test_module_pairs_follow_the_key_map_and_unit_outputs():
+    layers, drops = project_pairs(TINY)
+    assert ("features.c2.0.conv.depthwise", ("features", "c2", "layers", 0, "conv", "depthwise")) in layers
+    assert ("features.c1.1", ("features", "c1", "layers", 1)) in layers
+    assert module_pairs(key_map(TINY))[-1] == ("fc", ("fc",))
+    assert drops[0] == ("features.c1.0.drop", ("features", "c1", "layers", 0, "drop"))
+    assert len(drops) == len(TINY.layers())
+
+
+def test_sync_weights_names_what_the_key_map_misses():
+    import torch_ref
+
+    tm, km = torch_ref.build_model(TINY, seed=0), key_map(TINY)
+    holey = [m for m in km if m.torch_key != "features.c2.1.bn.running_var"]
+    with pytest.raises(ParityError, match=r"torch tensor features\.c2\.1\.bn\.running_var has no key-map entry"):
+        sync_weights(tm, flax_skeleton(TINY), holey)
+    fm = flax_skeleton(TINY)
+    sync_weights(tm, fm, km)
+    np.testing.assert_array_equal(np.asarray(fm.fc.kernel.get_value()), tm.fc.weight.detach().numpy().T)
+
+
+def test_both_twins_get_the_same_dropout_mask():
+    bank = MaskBank({"site": 0.5}, seed=3)
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    t = TorchMask(bank, "site")(torch.from_numpy(x)).numpy()
+    f = np.asarray(FlaxMask(bank, "site")(x.transpose(0, 2, 3, 1)))
+    np.testing.assert_array_equal(f, t.transpose(0, 2, 3, 1))
+    kept = t != 0
+    assert 0.3 < kept.mean() < 0.7  # p = 0.5, 120 entries
+    np.testing.assert_allclose(t[kept], 2 * x[kept])  # inverted dropout: kept entries scaled by 1/(1-p)
+    assert np.all(MaskBank({"site": 0.5}, identity=True).scale_nchw("site", (2, 3)) == 1)
+
+
+def test_kink_flips_count_exact_zeros_on_one_side_only():
+    t = {"a": np.array([[0.0, 1.0, 0.0, 2e-7]])}
+    f = {"a": np.array([[0.0, 1.0, 1e-7, 0.0]])}
+    assert count_flips(t, f) == {"a": 2}
+    assert count_flips(t, t) == {}
