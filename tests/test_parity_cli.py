@@ -35,3 +35,18 @@ def test_cli_small_run_passes_and_writes_every_family(train_data_dir, tmp_path):
 def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path), "--families", "schedule"]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_cli_on_a_trained_torch_run_evaluates_it_in_both_twins(torch_run, train_data_dir, tmp_path, capsys):
+    """--checkpoint reads the run's architecture, normalisation and weights (here the torch twin's)."""
+    _, run_dir, summary = torch_run
+    out = tmp_path / "acc.json"
+    rc = main(["--checkpoint", str(run_dir), "--which", "best", "--families", "forward", "accuracy",
+               "--data-dir", str(train_data_dir), "--test-examples", "200", "--json", str(out)])
+    assert rc == 0, capsys.readouterr()
+    d = json.loads(out.read_text())
+    (acc,) = [c for c in d["checks"] if c["name"].startswith("accuracy difference")]
+    # the trainer evaluated the same best weights on the same 200 test images
+    assert acc["details"]["accuracy_torch"] == summary["best_test_accuracy"]
+    assert acc["details"]["disagreements"] == 0 and acc["error"] == 0.0
+    assert d["meta"]["weights"].endswith("best.safetensors")

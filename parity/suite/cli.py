@@ -3,12 +3,10 @@ with its measured error and tolerance; exit status 0 only if every check passes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import tyro
@@ -22,7 +20,9 @@ class ParityArgs:
     BatchNorm statistics, LR schedule, a 100-step training trajectory, and test accuracy."""
 
     checkpoint: str | None = None
-    """Run directory of either trainer (model.safetensors + config.json); default: random weights."""
+    """Run directory of either trainer (config.json, data.json, weights); default: random weights."""
+    which: Literal["final", "best"] = "final"
+    """With --checkpoint: the run's final weights (model.safetensors) or its best (best.safetensors)."""
     float64: bool = False
     """Also run forward, layers and gradient in float64 to 1e-12 (the float32 residue is rounding)."""
     json: str | None = None
@@ -58,20 +58,14 @@ def small_model():
                                BlockSpec("c2", (ConvSpec(16, separable=True), ConvSpec(16, dilation=2)))))
 
 
-def load_run(run_dir: str):
-    """(ModelConfig, TrainConfig, weights path) of a run directory; ConfigError if it is not one."""
-    from flax_cnn.config import ConfigError, ModelConfig
-    from flax_cnn.train_config import TrainConfig
+def load_run(run_dir: str, which: str = "final"):
+    """(ModelConfig, TrainConfig, weights path, Normalisation) of a run directory of either trainer."""
+    from flax_cnn.run_dir import RunDir
+    from parity.suite.data import Normalisation
 
-    p = Path(run_dir)
-    if not (p / "config.json").is_file():
-        raise ConfigError(f"--checkpoint {p}: not a run directory (no config.json)")
-    if not (p / "model.safetensors").is_file():
-        raise ConfigError(f"--checkpoint {p}: no model.safetensors (has the run finished?)")
-    raw = json.loads((p / "config.json").read_text())
-    tcfg = TrainConfig.from_dict(raw)
-    mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else tcfg.model_config()
-    return mcfg, tcfg, p / "model.safetensors"
+    run = RunDir.open(run_dir)
+    norm = Normalisation(tuple(run.stats.mean), tuple(run.stats.std), f"{run.path}/data.json (train-split statistics)")
+    return run.model_config, run.config, run.weights(which), norm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,10 +116,8 @@ def run(args: ParityArgs):
         raise FileNotFoundError(f"--data-dir {args.data_dir}: no such directory")
 
     if args.checkpoint:
-        mcfg, tcfg, weights = load_run(args.checkpoint)
-        norm = data.run_normalisation(Path(args.checkpoint)) or (
-            data.train_normalisation(data_dir) if data_dir else data.Normalisation())
-        what = f"checkpoint {args.checkpoint}"
+        mcfg, tcfg, weights, norm = load_run(args.checkpoint, args.which)
+        what = f"checkpoint {weights}"
     else:
         mcfg, tcfg, weights = (small_model() if args.small else ModelConfig()), TrainConfig(seed=args.seed), None
         norm, what = data.Normalisation(), "random weights"

@@ -3,7 +3,6 @@ random normal images), normalised once so both twins see the same float32 NCHW a
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +35,6 @@ def find_data_dir(explicit: str | None = None) -> Path | None:
         if c and Path(c).exists():
             return Path(c)
     return None
-
-
-def run_normalisation(run_dir: Path) -> Normalisation | None:
-    """The train-split statistics a run directory recorded in data.json (None if it has none)."""
-    p = Path(run_dir) / "data.json"
-    if not p.is_file():
-        return None
-    stats = json.loads(p.read_text())["stats"]
-    return Normalisation(tuple(stats["mean"]), tuple(stats["std"]), f"{p} (train-split statistics)")
-
-
-def train_normalisation(data_dir: Path) -> Normalisation:
-    """Per-channel statistics of the training split, as the trainers compute them."""
-    from flax_cnn.data import channel_stats, load_cifar10
-
-    s = channel_stats(load_cifar10(str(data_dir), "train").images)
-    return Normalisation(s.mean, s.std, f"train-split statistics of {data_dir}")
 
 
 def random_batches(n: int, batch_size: int, *, shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10,
