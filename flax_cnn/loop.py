@@ -183,6 +183,8 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
             engine.save((epoch + 1) * steps, meta(epoch + 1, 0, finished), test_accuracy=test_acc)
             if engine.is_primary:
                 report.write_metrics(out / "metrics.jsonl", history)
+                # curves each epoch: a long run can be watched, and a crash loses none of them
+                report.plot_curves(history, out / "curves.png", title=f"{engine.framework}: {out.name}")
                 tb.scalars(row, epoch + 1)
             log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
                 f"test loss {test_loss:.4f} acc {test_acc:.4f} | {row['epoch_seconds']:.1f} s, "
@@ -210,12 +212,12 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "params": engine.num_params(),
         "receptive_field": arch.receptive_field(mcfg),
         "wall_seconds": round(wall, 1),
+        "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in history), 1),  # across resumes too
         "train_examples": data.n_train,
         "test_examples": int(len(data.test_labels)),
     }
     if engine.is_primary:
         engine.export_weights(out / "model.safetensors")
-        report.plot_curves(history, out / "curves.png", title=f"{engine.framework}: {out.name}")
         report.plot_confusion(data.test_labels, preds, data.class_names, out / "confusion.png")
         report.plot_misclassified(data.test_images, data.test_labels, preds, data.class_names,
                                   out / "misclassified.png")
@@ -226,7 +228,8 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f} % (epoch {summary['best_epoch']})"),
         ("params", f"{summary['params']:,}"),
         ("receptive field", f"{summary['receptive_field']} px"),
-        ("wall time", _hms(wall)),
+        ("wall time", _hms(wall) if wall >= summary["epoch_seconds_total"]  # else resumed: this process only
+         else f"{_hms(wall)} this process, {_hms(summary['epoch_seconds_total'])} all epochs"),
         ("run directory", str(out)),
     ]))
     return summary
