@@ -18,6 +18,7 @@ from parity.port.module_rules import MODULE_RULES
 from parity.port.report import PortReport
 from parity.port.trace import trace
 from parity.port.translate import Translator
+from parity.port.walk import translate_graph
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def port(torch_module: torch.nn.Module, example_input: torch.Tensor) -> PortResu
                         "form; port a model, or wrap the layer: nn.Sequential(layer)")
     gm = trace(torch_module, example_input)
     t = Translator(gm, torch_module)
-    program = t.run()
+    program = translate_graph(t)
     key_map = keymap.build_key_map(torch_module, t.layers)
     source = type(torch_module).__qualname__
     module = PortedModule(_tree(torch_module, t.layers), program, f"{type(torch_module).__module__}.{source}")

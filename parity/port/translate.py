@@ -16,7 +16,7 @@ import torch
 from torch import fx
 
 from parity.port.errors import PortError
-from parity.port.program import META, NHWC, PLAIN, Op, Program, Ref, SliceArg
+from parity.port.program import META, NHWC, PLAIN, Op, Ref, SliceArg
 from parity.port.report import PortRow
 
 NCHW_TO_NHWC_AXIS = (0, 3, 1, 2)
@@ -76,7 +76,8 @@ def target_name(node: fx.Node) -> str:
 
 
 class Translator:
-    """Accumulates ops, layers and report rows; rules (module_rules, function_rules) call `emit`."""
+    """Accumulates ops, layers and report rows; `walk.translate_graph` hands each node to a rule
+    (module_rules, function_rules), which calls `emit`."""
 
     def __init__(self, gm: fx.GraphModule, root: torch.nn.Module):
         self.gm, self.root = gm, root
@@ -177,33 +178,6 @@ class Translator:
         if path not in self.layers:
             self.layers[path] = make()
         return self.layers[path]
-
-    # --- the walk ---------------------------------------------------------------------------------
-    def run(self) -> Program:
-        from parity.port.function_rules import translate_call
-        from parity.port.module_rules import translate_module
-
-        inputs, output = [], None
-        for node in self.gm.graph.nodes:
-            self.node, self.pending_note = node, None
-            if node.op == "placeholder":
-                shape = torch_shape(node)
-                if inputs:
-                    raise self.fail(f"the forward takes a second input ({node.name}); the port takes one")
-                if shape is None or len(shape) != 4:
-                    raise self.fail(f"the input must be a 4-D (N, C, H, W) tensor, got shape {shape}")
-                self.values[node.name] = Value(node.name, NHWC, shape)
-                inputs.append(node.name)
-            elif node.op == "call_module":
-                translate_module(self, node, self.gm.get_submodule(str(node.target)))
-            elif node.op in ("call_function", "call_method"):
-                translate_call(self, node)
-            elif node.op == "get_attr":
-                raise self.fail(f"reads the tensor attribute `{node.target}` directly in forward; only "
-                                "parameters of supported modules are ported")
-            elif node.op == "output":
-                output = self.output(node.args[0])
-        return Program(inputs[0], tuple(self.ops), output)
 
     def output(self, out: Any) -> Any:
         """The returned structure: 4-D tensors NHWC (the module's convention), others as torch has them."""
