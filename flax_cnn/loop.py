@@ -85,7 +85,7 @@ def _check_finite(m: dict, epoch: int, step: int) -> None:
 
 # Flags a resumed run may change: they change nothing it computes, or (device layout) only the
 # float32 summation order. Any other difference would silently make a different run.
-_RESUMABLE_CHANGES = {"resume", "progress", "log_every", "workers", "tensorboard", "checkpoint_every",
+RESUMABLE_CHANGES = {"resume", "progress", "log_every", "workers", "tensorboard", "checkpoint_every",
                       "keep_checkpoints", "eval_batch_size", "data_dir", "out", "init_from", "devices",
                       "cpu_devices", "coordinator", "num_processes", "process_id"}
 
@@ -96,7 +96,7 @@ def _check_same_run(cfg: TrainConfig, out: Path) -> None:
         return
     old = TrainConfig.from_dict(json.loads(saved.read_text())).to_dict()
     for k, v in cfg.to_dict().items():
-        if k not in _RESUMABLE_CHANGES and old.get(k) != v:
+        if k not in RESUMABLE_CHANGES and old.get(k) != v:
             raise TrainingError(f"--resume: --{k.replace('_', '-')} is {v!r} but the run in {out} used {old.get(k)!r}; "
                                 "resume with the same flags (or start a new --out)")
 

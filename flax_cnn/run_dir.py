@@ -47,8 +47,16 @@ class RunDir:
         return w
 
     def framework(self) -> str:
+        """'jax' or 'torch': from summary.json, or mid-run from the checkpoint format; '?' if neither."""
         s = self.path / "summary.json"
-        return json.loads(s.read_text()).get("framework", "?") if s.is_file() else "?"
+        if s.is_file():
+            return json.loads(s.read_text()).get("framework", "?")
+        for step in sorted((self.path / "checkpoints").glob("*")):
+            if (step / "model.safetensors").is_file():
+                return "torch"  # torch_ref.checkpoint: safetensors + JSON per step
+            if (step / "_CHECKPOINT_METADATA").is_file():
+                return "jax"  # orbax
+        return "?"
 
 
 def write_data_json(out: Path, stats: ChannelStats, class_names) -> None:
