@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from flax_cnn import optim, schedules
 from flax_cnn.step import Model, init_state, make_train_step, zero_metrics
@@ -76,7 +77,7 @@ def _run(torch_model, flax_model, key_map, batches, train_cfg, schedule_fn, dtyp
     key = jax.random.key_data(jax.random.key(cfg.seed))
     param_keys = {k for k, _ in tm.named_parameters()}
     traj = Trajectory()
-    for x, y in batches:
+    for x, y in tqdm(batches, desc=f"trajectory [{dtype}]", unit="step", leave=False, disable=None):
         traj.lr_torch.append(float(opt.param_groups[0]["lr"]))
         loss = F.cross_entropy(tm(torch_input(x, dtype)), torch.from_numpy(y.astype(np.int64)),
                                label_smoothing=cfg.label_smoothing)
