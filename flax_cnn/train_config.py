@@ -8,8 +8,8 @@ The defaults are the recipe for >= 85 % test accuracy with the default model:
     python -m flax_cnn.train --data-dir ../shared/data/cifar10 --out runs/jax
 
 Basis: the same net, optimiser, schedule and augmentation in torch reached 85.4 % after 40
-epochs (label smoothing 0); 50 epochs and label smoothing 0.1 add a margin. Runtime: ~0.55 s per
-step on 2 CPU cores, ~3 h for the 50 epochs. README ("Results") has the measured runs.
+epochs (label smoothing 0); 50 epochs and label smoothing 0.1 add a margin. Runtime on 2 CPU cores:
+~260 s per epoch, ~3.6 h for the 50 epochs. README ("Results") has the measured runs.
 """
 
 from __future__ import annotations
