@@ -108,8 +108,11 @@ def _set_precision(tf32: bool) -> None:
 
 
 # -- the step of each framework -------------------------------------------------------------
-def jax_step(batch: int, n_devices: int) -> tuple[Callable[[], None], Callable[[], None], str]:
-    """(one step, sync, device description) of the JAX trainer's own step, sharded over devices."""
+Step = tuple[Callable[[], None], Callable[[], None], str, Callable[[], dict]]
+
+
+def jax_step(batch: int, n_devices: int) -> Step:
+    """(one step, sync, device description, memory) of the JAX trainer's own step, sharded over devices."""
     import jax
 
     from flax_cnn import devices, optim
@@ -130,10 +133,23 @@ def jax_step(batch: int, n_devices: int) -> tuple[Callable[[], None], Callable[[
     def one():
         box["state"] = step(box["state"], x, y, key)
 
-    return one, lambda: jax.block_until_ready(box["state"]), f"{mesh.devices.size}x {jax.devices()[0].platform}"
+    def memory() -> dict:
+        """XLA's own accounting of the compiled step (exact, unlike RSS), plus the device peak on GPU."""
+        out = {}
+        ma = step.lower(box["state"], x, y, key).compile().memory_analysis()  # the executable already built
+        if ma is not None:
+            out.update({f"xla_{k}_mib": round(getattr(ma, f"{k}_size_in_bytes") / 2**20, 1)
+                        for k in ("temp", "argument", "output")})
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            out["device_peak_mib"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+        return out
+
+    return (one, lambda: jax.block_until_ready(box["state"]), f"{mesh.devices.size}x {jax.devices()[0].platform}",
+            memory)
 
 
-def torch_step(batch: int, compiled: bool) -> tuple[Callable[[], None], Callable[[], None], str]:
+def torch_step(batch: int, compiled: bool) -> Step:
     import torch
     import torch.nn.functional as F
 
@@ -153,7 +169,11 @@ def torch_step(batch: int, compiled: bool) -> tuple[Callable[[], None], Callable
         opt.step()
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    return one, sync, str(dev)
+
+    def memory() -> dict:  # the caching allocator's peak on GPU; on CPU torch keeps no such count
+        return {"device_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1)} if dev.type == "cuda" else {}
+
+    return one, sync, str(dev), memory
 
 
 def _make(framework: str, batch: int):
@@ -172,7 +192,7 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
     """Compile + warm up each framework, then interleave timed repetitions."""
     runners = {}
     for fw in cfg.frameworks:
-        one, sync, dev = _make(fw, batch)
+        one, sync, dev, memory = _make(fw, batch)
         t = time.perf_counter()
         one()
         sync()
@@ -180,28 +200,30 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
         for _ in range(cfg.warmup):
             one()
         sync()
-        runners[fw] = (one, sync, dev, compile_s, [])
+        runners[fw] = (one, sync, dev, compile_s, [], memory())
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
     for _ in range(cfg.reps):
-        for fw, (one, sync, _, _, times) in runners.items():
+        for fw, (one, sync, _, _, times, _) in runners.items():
             for _ in range(cfg.steps):
                 t = time.perf_counter()
                 one()
                 sync()
                 times.append(time.perf_counter() - t)
     rows = []
-    for fw, (_, _, dev, compile_s, times) in runners.items():
+    for fw, (_, _, dev, compile_s, times, mem) in runners.items():
         ms = 1e3 * np.asarray(times)
         med = float(np.median(ms))
         rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
-                        round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2)))
+                        round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2),
+                        extra=mem))
     return rows
 
 
 def time_pipeline(cfg: BenchConfig, log=print) -> list[Row]:
     from flax_cnn.data import throughput
 
-    d = cfg.data_dir or os.environ.get("CIFAR10_DIR") or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10")
+    d = (cfg.data_dir or os.environ.get("CIFAR10_DIR")
+         or str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"))
     from flax_cnn.data.stats import channel_stats
     if Path(d, "data_batch_1.bin").is_file():
         from flax_cnn.data.sources import load_cifar10
@@ -280,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train step, batch {b}:")
         rows += time_steps(cfg, b)
     print(table(rows))
+    for r in rows:
+        if r.extra:
+            print(f"  memory, {r.framework} B={r.batch_size}: " + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
     if cfg.pipeline:
         print("input pipeline alone (batch 256):")
         rows += time_pipeline(cfg)
