@@ -256,14 +256,15 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     fws = list(dict.fromkeys(r.framework for r in steps))
     fig, ax = plt.subplots(figsize=(7, 4))
     w = 0.8 / len(fws)
-    for i, fw in enumerate(fws):
+    for i, fw in enumerate(fws):  # images/s, not ms: comparable across batch sizes
         rs = [next((r for r in steps if r.framework == fw and r.batch_size == b), None) for b in batches]
         xs = [j + i * w for j, r in enumerate(rs) if r]
-        med = [r.step_ms_median for r in rs if r]
-        err = [[r.step_ms_median - r.step_ms_p25 for r in rs if r], [r.step_ms_p75 - r.step_ms_median for r in rs if r]]
-        ax.bar(xs, med, w, yerr=err, label=fw, capsize=3)
+        ips = [r.batch_size * 1e3 / r.step_ms_median for r in rs if r]
+        err = [[v - r.batch_size * 1e3 / r.step_ms_p75 for v, r in zip(ips, [r for r in rs if r])],
+               [r.batch_size * 1e3 / r.step_ms_p25 - v for v, r in zip(ips, [r for r in rs if r])]]
+        ax.bar(xs, ips, w, yerr=err, label=fw, capsize=3)
     ax.set_xticks([j + w * (len(fws) - 1) / 2 for j in range(len(batches))], [f"B={b}" for b in batches])
-    ax.set(ylabel="train step (ms, median, IQR)", title=title)
+    ax.set(ylabel="train images/s (median step, IQR)", title=title + " (higher is better)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -304,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     for r in rows:
         if r.extra:
-            print(f"  memory, {r.framework} B={r.batch_size}: " + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
+            print(f"  memory per device, {r.framework} B={r.batch_size}: "
+                  + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
     if cfg.pipeline:
         print("input pipeline alone (batch 256):")
         rows += time_pipeline(cfg)
