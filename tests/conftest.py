@@ -39,16 +39,13 @@ TINY = ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(8), ConvSpec(16, stride=2))
 
 
 def randomize_torch_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random BN affine params and running statistics (not the 0/1 defaults) on a torch model."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(m.bias.shape, generator=g) * 0.4 - 0.2)
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-                m.num_batches_tracked.fill_(7)
+    """Random BN affine params and running statistics (not the 0/1 defaults), and 7 batches tracked."""
+    from parity.suite.pair import randomize_bn_
+
+    randomize_bn_(model, seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.num_batches_tracked.fill_(7)
     return model
 
 
