@@ -11,21 +11,10 @@ import torch
 
 from flax_cnn import optim, schedules
 from flax_cnn.train_config import TrainConfig
+from parity.suite.schedule import torch_schedule
 from torch_ref.optim import make_optimizer, make_scheduler
 
 
-def _torch_lrs(cfg: TrainConfig, steps_per_epoch: int):
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = make_optimizer([p], cfg)
-    sch = make_scheduler(opt, cfg, steps_per_epoch)
-    lrs, b1s = [], []
-    for _ in range(cfg.epochs * steps_per_epoch):
-        lrs.append(opt.param_groups[0]["lr"])
-        b1s.append(opt.param_groups[0]["betas"][0])
-        opt.step()
-        if sch is not None:
-            sch.step()
-    return np.array(lrs), np.array(b1s)
 
 
 @pytest.mark.parametrize("kw", [
@@ -37,7 +26,7 @@ def _torch_lrs(cfg: TrainConfig, steps_per_epoch: int):
 ])
 def test_schedule_tables_match_torch_every_step(kw):
     cfg = TrainConfig(epochs=5, max_lr=0.01, **kw)
-    lr_t, b1_t = _torch_lrs(cfg, 13)
+    lr_t, b1_t = torch_schedule(cfg, 13)
     lr_j, b1_j = schedules.tables(cfg, 13)
     # float64 on both sides, same formulas: equal to the last bit except CosineAnnealingLR's
     # recursive form, which accumulates ~1e-15 relative per step.

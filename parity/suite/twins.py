@@ -158,31 +158,27 @@ def module_pairs(key_map: Sequence[KeyMappingLike]) -> list[ModulePair]:
 
 
 @contextlib.contextmanager
-def swapped_flax(model, replacements: dict[tuple, object]) -> Iterator[None]:
-    """Temporarily put `replacements[path]` at each path of the Flax model (NNX modules are mutable).
-
-    Deepest paths are swapped first, so a wrapper around a module also wraps its swapped children.
-    """
-    order = sorted(replacements, key=len, reverse=True)
-    originals = [(p, flax_get(model, p)) for p in order]
+def _swapped(replacements: dict, depth, get, put) -> Iterator[None]:
+    """Put each replacement in place, deepest first (so a wrapper around a module also wraps its
+    swapped children), and restore the originals in reverse order whatever happens."""
+    order = sorted(replacements, key=depth, reverse=True)
+    originals = [(k, get(k)) for k in order]
     try:
-        for p in order:
-            flax_set(model, p, replacements[p])
+        for k in order:
+            put(k, replacements[k])
         yield
     finally:
-        for p, old in reversed(originals):
-            flax_set(model, p, old)
+        for k, old in reversed(originals):
+            put(k, old)
 
 
-@contextlib.contextmanager
-def swapped_torch(model: torch.nn.Module, replacements: dict[str, torch.nn.Module]) -> Iterator[None]:
+def swapped_flax(model, replacements: dict[tuple, object]) -> contextlib.AbstractContextManager:
+    """Temporarily put `replacements[path]` at each path of the Flax model (NNX modules are mutable)."""
+    return _swapped(replacements, len, lambda p: flax_get(model, p), lambda p, new: flax_set(model, p, new))
+
+
+def swapped_torch(model: torch.nn.Module,
+                  replacements: dict[str, torch.nn.Module]) -> contextlib.AbstractContextManager:
     """Temporarily replace named submodules of a torch model (deepest first, as `swapped_flax`)."""
-    order = sorted(replacements, key=lambda n: n.count("."), reverse=True)
-    originals = [(n, model.get_submodule(n)) for n in order]
-    try:
-        for n in order:
-            torch_set(model, n, replacements[n])
-        yield
-    finally:
-        for n, old in reversed(originals):
-            torch_set(model, n, old)
+    return _swapped(replacements, lambda n: n.count("."), model.get_submodule,
+                    lambda n, new: torch_set(model, n, new))
