@@ -109,6 +109,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
     steps = data.train.steps_per_epoch
     history: list[dict] = []
     start_epoch, start_step = 0, 0
+    carried = 0.0  # seconds an interrupted epoch had run before this process resumed it
     wall0 = time.perf_counter()
     if cfg.resume and engine.has_checkpoint():
         _check_same_run(cfg, out)
@@ -119,6 +120,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
             return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
         log(f"resuming {out} at epoch {start_epoch + 1}, step {start_step}/{steps}")
         wall0 -= meta.get("wall_seconds", 0.0)
+        carried = meta.get("epoch_seconds_so_far", 0.0)
     elif cfg.resume:
         log(f"{out}: no checkpoint to resume from; starting a new run")
     elif engine.has_checkpoint():
@@ -131,15 +133,18 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
             engine.export_weights(out / "init.safetensors")
     tb = report.TensorBoard(out / "tensorboard" if (cfg.tensorboard and engine.is_primary) else None)
 
-    def meta(epoch: int, step_in_epoch: int, finished: bool = False) -> dict:
+    def meta(epoch: int, step_in_epoch: int, finished: bool = False, epoch_t0: float | None = None) -> dict:
         return {"epoch": epoch, "step_in_epoch": step_in_epoch, "history": history, "finished": finished,
-                "wall_seconds": time.perf_counter() - wall0, "framework": engine.framework}
+                "wall_seconds": time.perf_counter() - wall0, "framework": engine.framework,
+                "epoch_seconds_so_far": 0.0 if epoch_t0 is None else time.perf_counter() - epoch_t0}
 
     with _StopFlag() as stop:
         for epoch in range(start_epoch, cfg.epochs):
             if start_step == 0:
                 engine.reset_epoch_metrics()
-            t0 = time.perf_counter()
+            # a resumed epoch counts the seconds it ran before the interruption too
+            t0, carried = time.perf_counter() - carried, 0.0
+            t_resume = time.perf_counter()
             bar = _progress(cfg, engine, epoch, steps, start_step)
             step = start_step
             for images, labels in data.train.epoch(epoch, start_step):
@@ -149,20 +154,20 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
                 if step % cfg.log_every == 0 or step == steps:
                     m = engine.epoch_metrics()
                     _check_finite(m, epoch, step)
-                    dt = time.perf_counter() - t0
+                    dt = time.perf_counter() - t_resume
                     bar.set_postfix(loss=f"{m['loss_sum'] / max(m['count'], 1):.3f}",
                                     acc=f"{m['correct'] / max(m['count'], 1):.3f}",
                                     lr=f"{lr_table[epoch * steps + step - 1]:.2e}",
                                     img_s=f"{(step - start_step) * cfg.batch_size / dt:.0f}")
                 if step < steps and (stop.raised or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                     _check_finite(engine.epoch_metrics(), epoch, step)
-                    engine.save(epoch * steps + step, meta(epoch, step))
+                    engine.save(epoch * steps + step, meta(epoch, step, epoch_t0=t0))
                     if stop.raised:
                         bar.close()
                         log(f"stopped by signal at epoch {epoch + 1}, step {step}: checkpoint saved; --resume continues")
                         raise SystemExit(130)
             bar.close()
-            train_seconds = time.perf_counter() - t0
+            train_seconds = time.perf_counter() - t_resume
             m = engine.epoch_metrics()
             _check_finite(m, epoch, steps)
             test_loss, test_acc, _ = engine.evaluate(data.test_batches())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -51,6 +52,8 @@ def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp
         calls["n"] += 1
         if calls["n"] == 8 + 4:  # epoch 2 (8 steps per epoch), after the checkpoint at its step 3
             raise RuntimeError("simulated crash")
+        if calls["n"] > 8:
+            time.sleep(0.2)  # epoch 2 runs >= 0.6 s before its checkpoint: the resumed epoch must count them
         real_step(self, images, labels)
 
     monkeypatch.setattr(JaxEngine, "train_step", crashing_step)
@@ -60,7 +63,9 @@ def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp
     logs = []
     train_and_evaluate(cfg.replace(resume=True), log=logs.append)
     assert any("resuming" in str(m) and "epoch 2, step 3" in str(m) for m in logs)
-    assert math_only(read_metrics(tmp_path / "run" / "metrics.jsonl")) == math_only(read_metrics(ref_out / "metrics.jsonl"))
+    resumed = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert math_only(resumed) == math_only(read_metrics(ref_out / "metrics.jsonl"))
+    assert resumed[1]["epoch_seconds"] >= 0.6  # the interrupted part of epoch 2 is carried over
     from safetensors.numpy import load_file
     a, b = load_file(str(ref_out / "model.safetensors")), load_file(str(tmp_path / "run" / "model.safetensors"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
