@@ -7,9 +7,10 @@ The defaults are the recipe for >= 85 % test accuracy with the default model:
 
     python -m flax_cnn.train --data-dir ../shared/data/cifar10 --out runs/jax
 
-Basis: the same net, optimiser, schedule and augmentation in torch reached 85.4 % after 40
-epochs (label smoothing 0); 50 epochs and label smoothing 0.1 add a margin. Runtime on 2 CPU cores:
-~260 s per epoch, ~3.6 h for the 50 epochs. README ("Results") has the measured runs.
+Measured with these defaults: 85.79 % final test accuracy on CIFAR-10 (JPEG copy) after 50 epochs
+(first >= 85 % at epoch 42), 4 h 21 min on 2 CPU cores (~262 s per epoch). Basis of the recipe: the
+same net, optimiser, schedule and augmentation in torch reached 85.4 % after 40 epochs (label
+smoothing 0); 50 epochs and label smoothing 0.1 add a margin. README ("Results") has the runs.
 """
 
 from __future__ import annotations
