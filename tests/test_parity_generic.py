@@ -82,3 +82,10 @@ def test_kink_flips_count_exact_zeros_on_one_side_only():
     f = {"a": np.array([[0.0, 1.0, 1e-7, 0.0]])}
     assert count_flips(t, f) == {"a": 2}
     assert count_flips(t, t) == {}
+
+
+def test_kink_flips_ignore_subnormals():
+    # XLA:CPU flushes subnormals to zero, torch keeps them: a dead channel is no kink flip.
+    t = {"a": np.array([[1e-40, 0.0, 1.0]], dtype=np.float32)}
+    f = {"a": np.array([[0.0, -1e-41, 1.0]], dtype=np.float32)}
+    assert count_flips(t, f) == {}

@@ -21,14 +21,22 @@ from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_p
                                 torch_input)
 
 
+def _is_zero(a: np.ndarray) -> np.ndarray:
+    return np.abs(a) < np.finfo(a.dtype).tiny if np.issubdtype(a.dtype, np.floating) else a == 0
+
+
 def count_flips(torch_out: dict[str, np.ndarray], flax_out: dict[str, np.ndarray]) -> dict[str, int]:
-    """Per layer: entries exactly zero in one twin's output and nonzero in the other's."""
+    """Per layer: entries zero in one twin's output and nonzero in the other's.
+
+    Subnormals count as zero: XLA:CPU flushes them to zero and torch keeps them, so a dead channel
+    can read 0 in one twin and 1e-40 in the other, which is no kink flip and changes no gradient.
+    """
     flips = {}
     for name, t in torch_out.items():
         f = flax_out.get(name)
         t = to_flax_layout(t)
         if f is not None and f.shape == t.shape:
-            n = int(np.sum((t == 0) != (f == 0)))
+            n = int(np.sum(_is_zero(t) != _is_zero(f)))
             if n:
                 flips[name] = n
     return flips
