@@ -68,6 +68,17 @@ def test_gradient_covers_every_parameter(report):
     assert 1.0 < loss.details["torch"] < 5.0  # ~ln(10) with label smoothing: a real loss was compared
 
 
+def test_float32_gradients_are_judged_against_torchs_exact_gradient(report):
+    """The reference is torch in float64; the float32-vs-float32 difference is kept beside it, and
+    is bounded by the port's error plus torch's own float32 error (triangle inequality; the 1 %
+    covers the two errors' scales, max|g| in float32 vs in float64)."""
+    (grads,) = [c for c in report.family("gradient") if c.details.get("tensors") and "[float32]" in c.name]
+    assert grads.details["reference"] == "torch float64"
+    for r in grads.details["tensors"]:
+        assert r["jax_vs_torch_f32"] <= 1.01 * (r["error"] + r["torch_f32_vs_exact"]) + 1e-12, r["tensor"]
+        assert r["torch_f32_vs_exact"] < 1e-5, r["tensor"]  # a kink-free batch: torch's rounding is small too
+
+
 def test_batchnorm_compares_every_running_buffer_and_counter(report):
     stats, counters = report.family("batchnorm")
     assert len(stats.details["buffers"]) == 2 * len(TINY.layers())

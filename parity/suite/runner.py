@@ -88,9 +88,8 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
                                 dropout_pairs=pair.dropout_pairs)
         note = _kink_note(i, tried)
         gx, gy = inputs.batches[i]
-        return [c for dt in dtypes for c in gradient_checks(
-            tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs, label_smoothing=inputs.train_cfg.label_smoothing,
-            dtype=dt, batch_note=note)]
+        return gradient_checks(tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs,
+                               label_smoothing=inputs.train_cfg.label_smoothing, dtypes=dtypes, batch_note=note)
 
     def batchnorm():
         return batchnorm_checks(tm, fm, km, [b[0] for b in inputs.batches[:options.bn_steps]],
@@ -142,6 +141,9 @@ def _kink_note(chosen: int, tried: list[dict]) -> str:
         return ""
     first = skipped[0]
     layer = next(iter(first["layers"]))
-    if tried[chosen]["flips"]:
+    if tried[chosen]["jax_flips"]:
         return f"every tried batch has ReLU kink flips (batch 0: {first['flips']} at {layer})"
+    if tried[chosen]["flips"]:
+        return (f"batch {chosen}: torch float32 has {tried[chosen]['flips']} ReLU kink flip(s) on every tried batch, "
+                f"the Flax twin none on this one")
     return f"batch {chosen}: {len(skipped)} earlier batch(es) skipped for ReLU kink flips (first at {layer})"
