@@ -10,7 +10,7 @@ import torch
 
 from flax_cnn.weights import key_map
 from parity.suite.gradient import gradient_errors
-from parity.suite.kinks import count_flips
+from parity.suite.kinks import choose_batch, count_flips
 from parity.suite.masks import FlaxMask, MaskBank, TorchMask
 from parity.suite.pair import flax_skeleton, project_pairs
 from parity.suite.results import Check, Report, elementwise_rel_err, rel_err
@@ -89,3 +89,11 @@ def test_kink_flips_ignore_subnormals():
     t = {"a": np.array([[1e-40, 0.0, 1.0]], dtype=np.float32)}
     f = {"a": np.array([[0.0, -1e-41, 1.0]], dtype=np.float32)}
     assert count_flips(t, f) == {}
+
+
+def test_gradient_batch_prefers_no_flips_then_none_in_the_twin_under_test():
+    def t(i, jax, torch):
+        return {"batch": i, "flips": jax + torch, "jax_flips": jax}
+    assert choose_batch([t(0, 1, 0), t(1, 0, 2), t(2, 0, 0)]) == 2  # neither twin flips
+    assert choose_batch([t(0, 1, 0), t(1, 0, 2), t(2, 3, 1)]) == 1  # torch's flips are torch's rounding
+    assert choose_batch([t(0, 1, 0), t(1, 2, 2)]) == 0  # nothing clean: batch 0, and the check says so

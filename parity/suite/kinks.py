@@ -71,5 +71,15 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
             tried.append({"batch": i, "flips": sum(layers.values()), "layers": layers,
                           "jax_flips": sum(jax_flips.values())})
             if not layers:
-                return i, tried
-    return next((t["batch"] for t in tried if not t["jax_flips"]), 0), tried
+                break
+    return choose_batch(tried), tried
+
+
+def choose_batch(tried: Sequence[dict]) -> int:
+    """The first batch where neither twin flips, else the first where the Flax twin (the one the
+    check judges) does not, else batch 0."""
+    for ok in (lambda t: not t["flips"], lambda t: not t["jax_flips"]):
+        chosen = next((t["batch"] for t in tried if ok(t)), None)
+        if chosen is not None:
+            return chosen
+    return 0
