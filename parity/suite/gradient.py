@@ -80,8 +80,8 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
     torch twin's exact (float64) values (worst tensor; `where` names the first one off).
 
     Parity trap: on a trained model a conv's weight gradient is a sum of B·H·W terms that nearly
-    cancel, so torch's own float32 gradient is ~1e-5 off its exact value (measured: batch 32, first
-    32x32 conv) and a float32-vs-float32 comparison charges the port with the reference's rounding.
+    cancel, so torch's own float32 gradient is ~1e-5 off its exact value (measured: batch 32, the 24->48
+    conv at 32x32) and a float32-vs-float32 comparison charges the port with the reference's rounding.
     The port's error is its distance to the reference's exact gradient; the float32-vs-float32
     difference and torch's own float32 error are kept per tensor in `details` and named in `where`.
     Pass a batch whose Flax float32 forward has no ReLU kink flips against the exact one
