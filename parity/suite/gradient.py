@@ -17,8 +17,7 @@ from parity.suite import tolerances
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
-from parity.suite.twins import (KeyMappingLike, ModulePair, check_dtype, flax_input, precision, prepare, state_tensors,
-                                torch_input)
+from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input
 
 FAMILY = "gradient"
 
@@ -92,40 +91,42 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                                                 **kw)
     checks = []
     for dtype in dtypes:
-        check_dtype(dtype)
         if dtype == "float64":
             checks += _checks(dtype, key_map, label_smoothing, loss64, flax64, ref_loss, ref, batch_note)
         else:
             (loss_t, loss_f), t_grads, f_grads = gradients(torch_model, flax_model, key_map, x_nchw, labels,
                                                            dtype=dtype, **kw)
-            context = {"torch_loss_f32": loss_t, "jax_vs_torch_f32": gradient_errors(t_grads, f_grads),
-                       "torch_f32_vs_exact": gradient_errors(ref, t_grads)}
-            checks += _checks(dtype, key_map, label_smoothing, loss_f, f_grads, ref_loss, ref, batch_note, context)
+            checks += _checks(dtype, key_map, label_smoothing, loss_f, f_grads, ref_loss, ref, batch_note,
+                              torch_same_dtype=(loss_t, t_grads))
     return checks
 
 
 def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: float, loss: float,
             grads: dict[str, np.ndarray], ref_loss: float, ref: dict[str, np.ndarray], batch_note: str,
-            context: dict | None = None) -> list[Check]:
-    """The loss check and the every-tensor check of one dtype against the exact reference."""
+            torch_same_dtype: tuple[float, dict[str, np.ndarray]] | None = None) -> list[Check]:
+    """The loss check and the every-tensor check of one dtype against the exact reference;
+    `torch_same_dtype` (torch's loss and gradients in that dtype) adds the two errors kept beside."""
     tol = tolerances.gradient(dtype)
     errors = gradient_errors(ref, grads)
+    beside = {}
+    if torch_same_dtype is not None:
+        t_grads = torch_same_dtype[1]
+        beside = {"jax_vs_torch_f32": gradient_errors(t_grads, grads), "torch_f32_vs_exact": gradient_errors(ref, t_grads)}
     rows = []
     for k in (m.torch_key for m in key_map if m.torch_key in ref):  # layer order: first bad = nearest the input
         row = {"tensor": k, "error": errors[k], "max_abs_grad": float(np.max(np.abs(ref[k]), initial=0.0))}
-        if context:
-            row.update({c: context[c][k] for c in ("jax_vs_torch_f32", "torch_f32_vs_exact")})
+        row.update({name: e[k] for name, e in beside.items()})
         rows.append(row)
     worst = max(rows, key=lambda r: r["error"])
     first_bad = next((r for r in rows if not r["error"] <= tol), None)
     where = f"first tensor off: {first_bad['tensor']}" if first_bad else f"worst: {worst['tensor']}"
-    if context:
-        where += (f"; vs torch float32 {max(context['jax_vs_torch_f32'].values()):.2e}, torch float32 itself "
-                  f"{max(context['torch_f32_vs_exact'].values()):.2e} off exact")
+    if beside:
+        where += (f"; vs torch float32 {max(beside['jax_vs_torch_f32'].values()):.2e}, torch float32 itself "
+                  f"{max(beside['torch_f32_vs_exact'].values()):.2e} off exact")
     where += f"; {batch_note}" if batch_note else ""
     loss_details = {"torch": ref_loss, "jax": loss, "reference": "torch float64"}
-    if context:
-        loss_details["torch_f32"] = context["torch_loss_f32"]
+    if torch_same_dtype is not None:
+        loss_details["torch_f32"] = torch_same_dtype[0]
     return [
         Check(FAMILY, f"loss (label smoothing {label_smoothing:g}) [{dtype}]", abs(loss - ref_loss) / abs(ref_loss),
               tol, "", loss_details),
