@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from flax_cnn import hugepages
 from flax_cnn.cli import run_main
 from flax_cnn.train_config import TrainConfig
 
@@ -27,4 +28,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    hugepages.reexec()
     sys.exit(main())

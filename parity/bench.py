@@ -6,7 +6,10 @@ and torch.compile. Warm-up and compilation are excluded from the step times and 
 their own; every timing ends with a device synchronisation; frameworks are interleaved
 repetition by repetition so that load from other processes hits all of them alike. Medians and
 quartiles per framework, images/s, and the input pipeline alone (albumentations via grain with
-0…N workers, the on-device augmentation) complete the picture.
+0…N workers, the on-device augmentation) complete the picture. Page faults and kernel CPU time
+per step are counted for each framework: on CPU, fresh memory is a large part of a step's cost
+(see `flax_cnn.hugepages`; the command re-executes itself with glibc's huge-page malloc, as the
+trainers do, so both frameworks run under the same allocator settings).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 import tyro
+
+from flax_cnn import hugepages
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ def machine(cfg: BenchConfig) -> dict:
         "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(), "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
         "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
+        "malloc": hugepages.describe(),
     }
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(), torch_allow_tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
@@ -202,21 +208,31 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
         sync()
         runners[fw] = (one, sync, dev, compile_s, [], memory())
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
+    kernel = {fw: np.zeros(2) for fw in runners}  # page faults, kernel CPU seconds (all threads) while fw ran
     for _ in range(cfg.reps):
         for fw, (one, sync, _, _, times, _) in runners.items():
+            before = _kernel_usage()
             for _ in range(cfg.steps):
                 t = time.perf_counter()
                 one()
                 sync()
                 times.append(time.perf_counter() - t)
+            kernel[fw] += _kernel_usage() - before
     rows = []
     for fw, (_, _, dev, compile_s, times, mem) in runners.items():
         ms = 1e3 * np.asarray(times)
         med = float(np.median(ms))
+        faults, kernel_s = kernel[fw] / len(times)
         rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
                         round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2),
-                        extra=mem))
+                        extra={**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1)}))
     return rows
+
+
+def _kernel_usage() -> np.ndarray:
+    """(minor page faults, system CPU seconds) of this process so far: the cost of fresh memory per step."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return np.array([ru.ru_minflt, ru.ru_stime], dtype=float)
 
 
 def time_pipeline(cfg: BenchConfig, log=print) -> list[Row]:
@@ -297,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     _set_precision(cfg.tf32)
     info = machine(cfg)
     print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']} ({len(info['jax_devices'])} "
-          f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads)")
+          f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads); "
+          f"GLIBC_TUNABLES={info['malloc']['glibc_tunables']}, transparent huge pages: {info['malloc']['transparent_hugepage']}")
     rows: list[Row] = []
     for b in cfg.batch_size:
         print(f"train step, batch {b}:")
@@ -305,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     for r in rows:
         if r.extra:
-            print(f"  memory per device, {r.framework} B={r.batch_size}: "
+            print(f"  {r.framework} B={r.batch_size} (memory per device; faults and kernel time per step): "
                   + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
     if cfg.pipeline:
         print("input pipeline alone (batch 256):")
@@ -321,4 +338,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    hugepages.reexec()
     sys.exit(main())

@@ -32,4 +32,7 @@ def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     # XLA's own accounting of the compiled step: the state (params + Adam moments + BN) is an argument
     assert rows["jax_1dev"]["extra"]["xla_argument_mib"] > 3 * 193_826 * 4 / 2**20
     assert d["machine"]["torch_threads"] >= 1 and d["machine"]["jax"] and png.stat().st_size > 5_000
+    # fresh memory per step is counted for every framework, and the allocator settings are recorded
+    assert all(r["extra"]["page_faults_per_step"] >= 0 and r["extra"]["kernel_ms_per_step"] >= 0 for r in rows.values())
+    assert set(d["machine"]["malloc"]) == {"glibc_tunables", "transparent_hugepage"}
     assert "vs torch_eager" in proc.stdout and "1.00x" in proc.stdout
