@@ -5,7 +5,7 @@ the default train step at batch 128) and glibc's malloc maps large blocks with m
 them on free, so each step page-faults all of it in again 4 KiB at a time: ~93,000 faults and
 ~250 ms of kernel time per step on a 2-core machine (README "Performance"). With
 `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35) malloc asks for transparent huge pages on
-those mappings: ~300 faults of 2 MiB per step. glibc reads tunables only when a process starts,
+those mappings: ~750 faults per step, most of them 2 MiB. glibc reads tunables only when a process starts,
 so the CLIs re-execute themselves once with the tunable added; `FLAX_CNN_HUGEPAGES=0` opts out.
 """
 
@@ -67,5 +67,5 @@ def reexec() -> None:
 
 
 def describe() -> dict[str, str | None]:
-    """What the benchmark and run metadata record about the allocator."""
+    """The allocator settings this process runs under, as the benchmark records them."""
     return {"glibc_tunables": os.environ.get("GLIBC_TUNABLES"), "transparent_hugepage": thp_mode()}
