@@ -5,7 +5,6 @@ pads a stride-2 3×3 conv on an even map by (0, 1) instead of (1, 1) — a parit
 
 Formulations, each measured on the train step (`python -m parity.bench`; README "Performance"):
 - depthwise: k×k shifted multiply-adds; XLA:CPU's `feature_group_count` conv is 15-40× slower;
-  a custom backward recomputes the taps from x instead of keeping all k×k of them in memory;
 - strided dense convs: XLA's forward, with a custom backward — the input gradient as one dot
   plus k×k padded placements (XLA's transposed strided conv mostly multiplies zeros), the
   weight gradient as k×k per-tap dots;
@@ -54,11 +53,6 @@ def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int
 
 def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
     """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights."""
-    return _depthwise(x, w, stride, dilation, padding)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise(x, w, stride: int, dilation: int, padding: int):
     k = w.shape[0]
     ho, wo = _out(x.shape[1], k, stride, dilation, padding), _out(x.shape[2], k, stride, dilation, padding)
     acc = None
@@ -66,23 +60,6 @@ def _depthwise(x, w, stride: int, dilation: int, padding: int):
         term = tap * w[t // k, t % k, 0]
         acc = term if acc is None else acc + term
     return acc
-
-
-def _depthwise_fwd(x, w, stride, dilation, padding):
-    return _depthwise(x, w, stride, dilation, padding), (x, w)
-
-
-def _depthwise_bwd(stride, dilation, padding, res, g):
-    """Saves only x: autodiff kept all k*k shifted taps of x alive from forward to backward."""
-    x, w = res
-    k = w.shape[0]
-    taps = _taps(x, k, stride, dilation, padding, g.shape[1], g.shape[2])
-    gw = jnp.stack([(tap * g).sum((0, 1, 2)) for tap in taps]).reshape(w.shape)
-    gt = jnp.stack([g * w[t // k, t % k, 0] for t in range(k * k)], axis=3)
-    return _untaps(gt, k, stride, dilation, padding, x.shape[1], x.shape[2]), gw.astype(w.dtype)
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def dense_conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
