@@ -23,8 +23,9 @@ _THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 def _glibc_version() -> tuple[int, int] | None:
     try:
         name, version = os.confstr("CS_GNU_LIBC_VERSION").split()  # "glibc 2.36"; absent on musl, macOS
-        return (int(version.split(".")[0]), int(version.split(".")[1])) if name == "glibc" else None
-    except (AttributeError, OSError, ValueError, IndexError):
+        major, minor = version.split(".")[:2]
+        return (int(major), int(minor)) if name == "glibc" else None
+    except (AttributeError, OSError, ValueError):
         return None
 
 
