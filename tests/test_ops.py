@@ -21,6 +21,9 @@ CASES = [
     ("strided-dense", (2, 8, 8, 3), (3, 3, 3, 5), 2, 1, 1, 1),
     ("strided-dense-dilated-odd", (2, 9, 9, 3), (3, 3, 3, 5), 2, 2, 2, 1),
     ("dense-dilated", (2, 8, 8, 3), (3, 3, 3, 5), 1, 2, 2, 1),
+    ("dense", (2, 8, 8, 3), (3, 3, 3, 5), 1, 1, 1, 1),
+    ("pointwise", (2, 8, 8, 4), (1, 1, 4, 6), 1, 1, 0, 1),
+    ("grouped", (2, 8, 8, 4), (3, 3, 2, 6), 1, 1, 1, 2),
 ]
 
 
@@ -44,3 +47,14 @@ def test_value_and_gradients_match_xla_convolution(name, xs, ws, stride, dilatio
         assert y.shape == y_ref.shape and y.dtype == jnp.float64
         for a, b in [(y, y_ref), *zip(vjp(g), vjp_ref(g))]:
             assert float(jnp.abs(a - b).max() / jnp.abs(b).max()) < 1e-13
+
+
+def test_dense_conv_backward_reads_the_stored_input_on_cpu():
+    """The opaque identity survives XLA's simplifier: without it the backward recomputes BN+ReLU in a transpose."""
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 5))
+
+    def loss(x, w):
+        return ops.conv2d(jax.nn.relu(x * 2.0), w, padding=1).sum()
+
+    hlo = jax.jit(jax.grad(loss, argnums=1)).lower(x, w).compile().as_text()
+    assert ("conditional(" in hlo) == (jax.default_backend() == "cpu")
