@@ -4,7 +4,8 @@ Times forward + backward + Adam of the real trainers' code paths: the JAX traine
 (sharded over all local devices, as `flax_cnn.train` runs it, and on one device), torch eager,
 and torch.compile. Warm-up and compilation are excluded from the step times and reported on
 their own; every timing ends with a device synchronisation; frameworks are interleaved
-repetition by repetition so that load from other processes hits all of them alike. Medians and
+repetition by repetition, in a fresh random order each time, so that load from other processes
+and the wake-up after the previous framework's threads hit all of them alike. Medians and
 quartiles per framework, images/s, and the input pipeline alone (albumentations via grain with
 0…N workers, the on-device augmentation) complete the picture. Page faults and kernel CPU time
 per step are counted for each framework: on CPU, fresh memory is a large part of a step's cost
@@ -209,8 +210,10 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
         runners[fw] = (one, sync, dev, compile_s, [], memory())
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
     kernel = {fw: np.zeros(2) for fw in runners}  # page faults, kernel CPU seconds (all threads) while fw ran
+    order = np.random.default_rng(0)
     for _ in range(cfg.reps):
-        for fw, (one, sync, _, _, times, _) in runners.items():
+        for fw in order.permutation(list(runners)):
+            one, sync, _, _, times, _ = runners[fw]
             before = _kernel_usage()
             for _ in range(cfg.steps):
                 t = time.perf_counter()
