@@ -70,20 +70,20 @@ def dense_conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, 
         rhs_dilation=(dilation, dilation), dimension_numbers=_DIMS, feature_group_count=groups)
 
 
-def _stored(x):
-    """`x` as an opaque identity on CPU, so the backward reads the stored activation.
+def _stored(x, w):
+    """`x` behind an identity XLA cannot see through (on CPU), so the backward reads the stored tensor.
 
     Otherwise XLA recomputes the BatchNorm+ReLU that produced `x` inside the NHWC→CHWN transpose
     its weight-gradient conv needs: a loop with strided reads, 3-4× slower than transposing the
-    stored tensor (18.9 → 5.6 ms at 128×32×32×24). A conditional on a predicate that is always
-    true but not foldable is an identity XLA cannot see through (`optimization_barrier` is removed
-    before fusion). Not on GPU, where a conditional's predicate goes through the host.
+    stored tensor (18.9 → 5.6 ms at 128×32×32×24). The identity is a conditional on a predicate
+    that is always true but not foldable (`optimization_barrier` is removed before fusion); it is
+    taken from the replicated weights `w`, so a batch sharded over devices needs no communication.
+    Not on GPU, where a conditional's predicate goes through the host.
     """
     if jax.default_backend() != "cpu":
         return x
-    bits = lax.bitcast_convert_type(x.reshape(-1)[0], jnp.dtype(f"int{8 * x.dtype.itemsize}"))
-    always = (bits | 1) != 0
-    return lax.cond(always, lambda v: v, jnp.zeros_like, x)
+    bits = lax.bitcast_convert_type(w.reshape(-1)[0], jnp.dtype(f"int{8 * w.dtype.itemsize}"))
+    return lax.cond((bits | 1) != 0, lambda v: v, jnp.zeros_like, x)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -99,7 +99,7 @@ def _stored_fwd(x, w, stride, dilation, padding):
 def _stored_bwd(stride, dilation, padding, res, g):
     x, w = res
     _, vjp = jax.vjp(functools.partial(dense_conv2d, stride=stride, dilation=dilation, padding=padding),
-                     _stored(x), w)
+                     _stored(x, w), w)
     return vjp(g)
 
 
