@@ -86,37 +86,26 @@ def _stored(x, w):
     return lax.cond((bits | 1) != 0, lambda v: v, jnp.zeros_like, x)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def stored_conv2d(x, w, stride: int, dilation: int, padding: int):
-    """`dense_conv2d` (groups=1) whose backward is XLA's own, applied to `_stored(x)`."""
-    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
+def _dense_with_backward(bwd):
+    """`dense_conv2d` (groups=1) as a custom VJP that saves (x, w) and differentiates with `bwd`."""
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+    def conv(x, w, stride: int, dilation: int, padding: int):
+        return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
 
-
-def _stored_fwd(x, w, stride, dilation, padding):
-    return stored_conv2d(x, w, stride, dilation, padding), (x, w)
+    conv.defvjp(lambda x, w, *static: (conv(x, w, *static), (x, w)), bwd)
+    return conv
 
 
 def _stored_bwd(stride, dilation, padding, res, g):
+    """XLA's own conv backward, applied to `_stored(x)`."""
     x, w = res
     _, vjp = jax.vjp(functools.partial(dense_conv2d, stride=stride, dilation=dilation, padding=padding),
                      _stored(x, w), w)
     return vjp(g)
 
 
-stored_conv2d.defvjp(_stored_fwd, _stored_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def strided_conv2d(x, w, stride: int, dilation: int, padding: int):
-    """A dense conv with stride > 1: XLA forward, hand-written backward (see module docstring)."""
-    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
-
-
-def _strided_fwd(x, w, stride, dilation, padding):
-    return strided_conv2d(x, w, stride, dilation, padding), (x, w)
-
-
 def _strided_bwd(stride, dilation, padding, res, g):
+    """Stride > 1: the input gradient as one dot plus k*k placements, the weight gradient as per-tap dots."""
     x, w = res
     n, h, wd, ci = x.shape
     k, co = w.shape[0], w.shape[-1]
@@ -127,7 +116,8 @@ def _strided_bwd(stride, dilation, padding, res, g):
     return _untaps(gt, k, stride, dilation, padding, h, wd), gw.astype(w.dtype)
 
 
-strided_conv2d.defvjp(_strided_fwd, _strided_bwd)
+stored_conv2d = _dense_with_backward(_stored_bwd)
+strided_conv2d = _dense_with_backward(_strided_bwd)
 
 
 def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
