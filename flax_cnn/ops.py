@@ -6,7 +6,7 @@ pads a stride-2 3×3 conv on an even map by (0, 1) instead of (1, 1) — a parit
 Formulations, each measured on the train step (`python -m parity.bench`; README "Performance"):
 - depthwise: k×k shifted multiply-adds; XLA:CPU's `feature_group_count` conv is 15-40× slower;
 - strided dense convs: XLA's forward, with a custom backward — the input gradient as one dot
-  plus k×k padded placements (XLA's transposed strided conv mostly multiplies zeros), the
+  plus a col2im by output phase (XLA's transposed strided conv mostly multiplies zeros), the
   weight gradient as k×k per-tap dots;
 - other dense convs: XLA's own convolution (Eigen), which beat im2col and shifted-dot forms, with
   a backward that reads the stored input instead of recomputing it (`_stored`).
@@ -39,17 +39,31 @@ def _taps(x, k: int, stride: int, dilation: int, padding: int, ho: int, wo: int)
 
 
 def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int):
-    """Adjoint of `_taps`: gt (N, Ho, Wo, k*k, C) summed back onto the (N, H, W, C) input."""
-    _, ho, wo, _, _ = gt.shape
-    out = None
-    for t in range(k * k):
-        i, j = divmod(t, k)
-        lo_h, lo_w = i * dilation - padding, j * dilation - padding
-        placed = lax.pad(gt[:, :, :, t, :], jnp.zeros((), gt.dtype),
-                         ((0, 0, 0), (lo_h, h - lo_h - (ho - 1) * stride - 1, stride - 1),
-                          (lo_w, w - lo_w - (wo - 1) * stride - 1, stride - 1), (0, 0, 0)))
-        out = placed if out is None else out + placed
-    return out
+    """Adjoint of `_taps`: gt (N, Ho, Wo, k*k, C) summed back onto the (N, H, W, C) input.
+
+    Built per output phase (y mod stride, x mod stride): each phase sums only the taps that land
+    on it, shifted by whole rows and columns, and the phases are interleaved at the end — 9 terms
+    per 4 outputs for a 3×3 stride-2 conv, where zero-interleaved placements cost 9 per output.
+    """
+    n, ho, wo, _, c = gt.shape
+    mh, mw = -(-h // stride), -(-w // stride)
+    zero = jnp.zeros((), gt.dtype)
+
+    def shifts(phase: int) -> list[tuple[int, int]]:
+        """(tap index, shift in strided rows) of the taps that land on this phase."""
+        return [(i, (i * dilation - padding - phase) // stride) for i in range(k)
+                if (i * dilation - padding - phase) % stride == 0]
+
+    rows = []
+    for a in range(stride):
+        cols = []
+        for b in range(stride):
+            terms = [lax.pad(gt[:, :, :, i * k + j, :], zero,
+                             ((0, 0, 0), (qi, mh - ho - qi, 0), (qj, mw - wo - qj, 0), (0, 0, 0)))
+                     for i, qi in shifts(a) for j, qj in shifts(b)]
+            cols.append(sum(terms[1:], terms[0]) if terms else jnp.zeros((n, mh, mw, c), gt.dtype))
+        rows.append(jnp.stack(cols, 3))  # (N, mh, mw, stride, C)
+    return jnp.stack(rows, 2).reshape(n, mh * stride, mw * stride, c)[:, :h, :w]
 
 
 def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
@@ -105,7 +119,7 @@ def _stored_bwd(stride, dilation, padding, res, g):
 
 
 def _strided_bwd(stride, dilation, padding, res, g):
-    """Stride > 1: the input gradient as one dot plus k*k placements, the weight gradient as per-tap dots."""
+    """Stride > 1: the input gradient as one dot plus a col2im, the weight gradient as per-tap dots."""
     x, w = res
     n, h, wd, ci = x.shape
     k, co = w.shape[0], w.shape[-1]
