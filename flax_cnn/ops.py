@@ -62,7 +62,8 @@ def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int
                              ((0, 0, 0), (qi, mh - ho - qi, 0), (qj, mw - wo - qj, 0), (0, 0, 0)))
                      for i, qi in shifts(a) for j, qj in shifts(b)]
             cols.append(sum(terms[1:], terms[0]) if terms else jnp.zeros((n, mh, mw, c), gt.dtype))
-        rows.append(jnp.stack(cols, 3))  # (N, mh, mw, stride, C)
+        rows.append(jnp.stack(cols, 3).reshape(n, mh, mw * stride, c))  # columns interleaved
+    # One merge per reshape: JAX's explicit-sharding rules reject merging two dim pairs at once.
     return jnp.stack(rows, 2).reshape(n, mh * stride, mw * stride, c)[:, :h, :w]
 
 

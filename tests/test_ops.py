@@ -61,3 +61,23 @@ def test_dense_conv_backward_reads_the_stored_input_on_cpu():
 
     hlo = jax.jit(jax.grad(loss, argnums=1)).lower(x, w).compile().as_text()
     assert ("conditional(" in hlo) == (jax.default_backend() == "cpu")
+
+
+@pytest.mark.parametrize("name,xs,ws,stride,dilation,padding,groups", CASES, ids=[c[0] for c in CASES])
+def test_gradients_under_an_explicitly_sharded_batch(name, xs, ws, stride, dilation, padding, groups):
+    """Multi-process meshes come from `jax.make_mesh`, whose axes are Explicit: every op needs a sharding rule."""
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    mesh = jax.make_mesh((len(jax.devices()),), ("data",))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((len(jax.devices()), *xs[1:])).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+
+    def loss(x, w):
+        return (ops.conv2d(x, w, stride=stride, dilation=dilation, padding=padding, groups=groups) ** 2).sum()
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    sharded = grad(jax.device_put(x, NamedSharding(mesh, P("data"))), jax.device_put(w, NamedSharding(mesh, P())))
+    for a, b in zip(sharded, grad(x, w)):
+        # the weight gradient sums the batch across devices, in another order: float32 rounding
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
