@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from flax_cnn.config import ConfigError
+
 
 def _cos_anneal(start: float, end: float, pct: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -54,6 +56,9 @@ def tables(cfg, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
     steps = range(total + 1)
     beta1 = np.full(total + 1, cfg.beta1)
     if cfg.schedule == "onecycle":
+        if float(cfg.pct_start * total) == 1:  # a warm-up of zero length: torch's OneCycleLR divides by zero
+            raise ConfigError(f"--pct-start: {cfg.pct_start} × {total} steps puts the one-cycle peak at step 0; "
+                              "change it or the number of steps (epochs, examples, batch size)")
         pairs = [onecycle(s, total_steps=total, max_lr=cfg.max_lr, pct_start=cfg.pct_start,
                           div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor) for s in steps]
         lr = np.array([p[0] for p in pairs])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from flax_cnn import optim, schedules
+from flax_cnn.config import ConfigError
 from flax_cnn.train_config import TrainConfig
 from parity.suite.schedule import torch_schedule
 from torch_ref.optim import make_optimizer, make_scheduler
@@ -68,3 +69,10 @@ def test_float32_schedule_would_not_be_exact():
     lo = np.float32(0.005 / 10 / 100)
     lr32 = lo + (np.float32(0.005) - lo) / 2 * (np.cos(np.float32(np.pi) * pct) + 1)
     assert np.max(np.abs(lr32 - lr64[total - 50:total]) / lr64[total - 50:total]) > 1e-6
+
+
+def test_onecycle_with_a_zero_length_warmup_is_a_config_error_not_a_division_by_zero():
+    """pct_start × steps = 1 puts torch's phase boundary at step 0 (torch raises ZeroDivisionError there)."""
+    with pytest.raises(ConfigError, match="--pct-start"):
+        schedules.tables(TrainConfig(epochs=1, pct_start=0.25), steps_per_epoch=4)
+    assert schedules.tables(TrainConfig(epochs=1, pct_start=0.25), steps_per_epoch=3)[0].shape == (4,)
