@@ -107,9 +107,10 @@ class TrainConfig:
     """Show a progress bar per epoch."""
     devices: int = 0
     """Data-parallel over this many local devices (0 = all)."""
-    cpu_devices: int = 0
-    """On CPU, split the host into this many XLA devices (0 = one per core, which lets XLA use
-    every core); ignored on GPU/TPU."""
+    cpu_devices: int = 1
+    """On CPU, split the host into this many XLA devices (0 = one per core); ignored on GPU/TPU.
+    One by default: XLA's Eigen pool already spreads every conv over all cores, and a sharded
+    batch makes the devices meet for each BatchNorm's statistics (README "Performance")."""
     coordinator: str | None = None
     """Multi-process (multi-host) JAX run: address HOST:PORT of process 0 (jax.distributed)."""
     num_processes: int = 1

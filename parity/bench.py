@@ -50,7 +50,8 @@ class BenchConfig:
     data_dir: str | None = None
     """CIFAR-10 for the pipeline timings (default $CIFAR10_DIR or ../shared/data/cifar10; random images if absent)."""
     cpu_devices: int = 0
-    """XLA CPU devices (0 = one per core, as the trainer)."""
+    """XLA CPU devices for the `jax` row (0 = one per core: the batch sharded over them); the trainer's
+    default, one device, is the `jax_1dev` row."""
     threads: int = 0
     """torch intra-op threads (0 = one per core)."""
     tf32: bool = False
