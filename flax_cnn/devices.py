@@ -21,7 +21,7 @@ def physical_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def configure(*, cpu_devices: int = 1, coordinator: str | None = None, num_processes: int = 1,
+def configure(*, cpu_devices: int, coordinator: str | None = None, num_processes: int = 1,
               process_id: int = 0) -> None:
     """Set the CPU device count (0 = one per core) and join a multi-process run if asked."""
     jax.config.update("jax_num_cpu_devices", cpu_devices or physical_cores())
