@@ -1,7 +1,7 @@
 """`python -m parity.bench`: the full train step of the default model, JAX jit vs PyTorch.
 
 Times forward + backward + Adam of the real trainers' code paths: the JAX trainer's jitted step
-(sharded over all local devices, as `flax_cnn.train` runs it, and on one device), torch eager,
+(sharded over all local devices, and on one device — `flax_cnn.train`'s default on CPU), torch eager,
 and torch.compile. Warm-up and compilation are excluded from the step times and reported on
 their own; every timing ends with a device synchronisation; frameworks are interleaved
 repetition by repetition, in a fresh random order each time, so that load from other processes
