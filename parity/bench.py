@@ -5,7 +5,10 @@ Times forward + backward + Adam of the real trainers' code paths: the JAX traine
 and torch.compile. Warm-up and compilation are excluded from the step times and reported on
 their own; every timing ends with a device synchronisation; frameworks are interleaved
 repetition by repetition, in a fresh random order each time, so that load from other processes
-and the wake-up after the previous framework's threads hit all of them alike. Medians and
+hits all of them alike. The first step of each repetition is timed apart (`settle_ms_median`): XLA:CPU
+takes fresh memory every step, and while the other frameworks run, a VM's hypervisor may reclaim the
+pages it freed (free page reporting), so JAX's first step back cost twice its steady time on this
+project's VMs — a cost of interleaving that a training loop, stepping back to back, never pays. Medians and
 quartiles per framework, images/s, and the input pipeline alone (albumentations via grain with
 0…N workers, the on-device augmentation) complete the picture. Page faults and kernel CPU time
 per step are counted for each framework: on CPU, fresh memory is a large part of a step's cost
@@ -43,6 +46,10 @@ class BenchConfig:
     """Interleaved repetitions (the median is over reps × steps single-step times)."""
     warmup: int = 3
     """Untimed steps after compilation."""
+    settle: int = 1
+    """Steps at the start of each repetition timed apart (`settle_ms_median`), outside the step median: the
+    first step after the other frameworks ran re-faults memory a VM's hypervisor may have reclaimed meanwhile,
+    which a training loop, stepping back to back, does not."""
     frameworks: tuple[str, ...] = ("jax", "jax_1dev", "torch_eager", "torch_compile")
     """Which to time: jax (all local devices), jax_1dev, torch_eager, torch_compile."""
     pipeline: bool = True
@@ -212,25 +219,36 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
     kernel = {fw: np.zeros(2) for fw in runners}  # page faults, kernel CPU seconds (all threads) while fw ran
     order = np.random.default_rng(0)
+    settle = {fw: [] for fw in runners}
     for _ in range(cfg.reps):
         for fw in order.permutation(list(runners)):
             one, sync, _, _, times, _ = runners[fw]
+            for _ in range(cfg.settle):
+                settle[fw].append(_timed(one, sync))
             before = _kernel_usage()
             for _ in range(cfg.steps):
-                t = time.perf_counter()
-                one()
-                sync()
-                times.append(time.perf_counter() - t)
+                times.append(_timed(one, sync))
             kernel[fw] += _kernel_usage() - before
     rows = []
     for fw, (_, _, dev, compile_s, times, mem) in runners.items():
         ms = 1e3 * np.asarray(times)
         med = float(np.median(ms))
         faults, kernel_s = kernel[fw] / len(times)
+        extra = {**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1)}
+        if settle[fw]:
+            extra["settle_ms_median"] = round(1e3 * float(np.median(settle[fw])), 2)
         rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
                         round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2),
-                        extra={**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1)}))
+                        extra=extra))
     return rows
+
+
+def _timed(one: Callable[[], None], sync: Callable[[], None]) -> float:
+    """Seconds for one step, ended by a device synchronisation."""
+    t = time.perf_counter()
+    one()
+    sync()
+    return time.perf_counter() - t
 
 
 def _kernel_usage() -> np.ndarray:
@@ -326,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     for r in rows:
         if r.extra:
-            print(f"  {r.framework} B={r.batch_size} (memory per device; faults and kernel time per step): "
+            print(f"  {r.framework} B={r.batch_size} (memory per device; faults and kernel time per timed step; first step of a repetition): "
                   + ", ".join(f"{k} {v}" for k, v in r.extra.items()))
     if cfg.pipeline:
         print("input pipeline alone (batch 256):")
