@@ -208,10 +208,7 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
     runners = {}
     for fw in cfg.frameworks:
         one, sync, dev, memory = _make(fw, batch)
-        t = time.perf_counter()
-        one()
-        sync()
-        compile_s = time.perf_counter() - t
+        compile_s = _timed(one, sync)
         for _ in range(cfg.warmup):
             one()
         sync()
