@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flax_cnn import ops
+from flax_cnn.batch_norm import batch_norm_train
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
@@ -62,7 +63,8 @@ class BatchNorm2d(nnx.Module):
     """BatchNorm over N, H, W of NHWC input, with torch's running-statistics semantics.
 
     `momentum` is torch's (weight of the new batch statistic). Statistics are computed in at
-    least float32 (float32 for bf16 activations, float64 for float64 ones).
+    least float32 (float32 for bf16 activations, float64 for float64 ones). In training the
+    normalisation has a hand-written backward (`flax_cnn.batch_norm`).
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5,
@@ -82,14 +84,14 @@ class BatchNorm2d(nnx.Module):
         if self.use_running_average:
             mean, var = self.mean.get_value(), self.var.get_value()
         else:
-            mean = x32.mean(axis=(0, 1, 2))
-            var = jnp.square(x32 - mean).mean(axis=(0, 1, 2))
+            y, mean, var = batch_norm_train(x32, self.scale.get_value(), self.bias.get_value(), self.eps)
             n = x.shape[0] * x.shape[1] * x.shape[2]
             running_var = var * (n / (n - 1)) if (self.unbiased_running_var and n > 1) else var
             m = self.momentum
             self.mean.set_value((1.0 - m) * self.mean.get_value() + m * mean)
             self.var.set_value((1.0 - m) * self.var.get_value() + m * running_var)
             self.num_batches_tracked.set_value(self.num_batches_tracked.get_value() + 1)
+            return y.astype(dtype)
         inv = jax.lax.rsqrt(var + self.eps) * self.scale.get_value()
         return ((x32 - mean) * inv + self.bias.get_value()).astype(dtype)
 
