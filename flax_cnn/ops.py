@@ -4,7 +4,8 @@ Every conv pads symmetrically by an explicit amount, as torch's `padding=` does.
 pads a stride-2 3×3 conv on an even map by (0, 1) instead of (1, 1) — a parity trap.
 
 Formulations, each measured on the train step (`python -m parity.bench`; README "Performance"):
-- depthwise: k×k shifted multiply-adds; XLA:CPU's `feature_group_count` conv is 15-40× slower;
+- depthwise: k×k shifted multiply-adds (XLA:CPU's `feature_group_count` conv is 15-40× slower),
+  the weight gradient as one fused reduction over all taps;
 - strided dense convs: XLA's forward, with a custom backward — the input gradient as one dot
   plus a col2im by output phase (XLA's transposed strided conv mostly multiplies zeros), the
   weight gradient XLA's own on the stored input (it beat k×k per-tap dots);
@@ -67,7 +68,7 @@ def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int
     return jnp.stack(rows, 2).reshape(n, mh * stride, mw * stride, c)[:, :h, :w]
 
 
-def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
+def _shifted_madd(x, w, stride: int, dilation: int, padding: int):
     """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights."""
     k = w.shape[0]
     ho, wo = _out(x.shape[1], k, stride, dilation, padding), _out(x.shape[2], k, stride, dilation, padding)
@@ -76,6 +77,41 @@ def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
         term = tap * w[t // k, t % k, 0]
         acc = term if acc is None else acc + term
     return acc
+
+
+def _tap_sums(x, g, k: int, stride: int, dilation: int, padding: int):
+    """The depthwise weight gradient: each tap of `x` times `g`, summed over N, H, W, as (k, k, 1, C).
+
+    One variadic reduce over H, W for all k*k taps (a single fused pass over `x` and `g`), then
+    the batch sum. Autodiff instead writes every tap out for its own reduction (2× slower alone
+    at 128×16×16×48); reducing N, H, W at once is slower still and its long float32 sums lose
+    digits (7e-6 vs 4e-7 relative).
+    """
+    taps = _taps(x, k, stride, dilation, padding, g.shape[1], g.shape[2])
+    zero = jnp.zeros((), g.dtype)
+    sums = lax.reduce([t * g for t in taps], [zero] * len(taps),
+                      lambda a, b: [u + v for u, v in zip(a, b)], (1, 2))
+    return jnp.stack(sums).sum(1).reshape(k, k, 1, g.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise(x, w, stride: int, dilation: int, padding: int):
+    return _shifted_madd(x, w, stride, dilation, padding)
+
+
+def _depthwise_bwd(stride, dilation, padding, res, g):
+    """Autodiff's input gradient; the weight gradient from `_tap_sums`."""
+    x, w = res
+    _, vjp_x = jax.vjp(lambda v: _shifted_madd(v, w, stride, dilation, padding), x)
+    return vjp_x(g)[0], _tap_sums(x, g, w.shape[0], stride, dilation, padding).astype(w.dtype)
+
+
+_depthwise.defvjp(lambda x, w, *static: (_depthwise(x, w, *static), (x, w)), _depthwise_bwd)
+
+
+def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
+    """Depthwise conv, x (N,H,W,C), w (k,k,1,C): k*k shifted multiply-adds, weight gradient by `_tap_sums`."""
+    return _depthwise(x, w, stride, dilation, padding)
 
 
 def dense_conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
