@@ -82,18 +82,16 @@ class BatchNorm2d(nnx.Module):
         dtype = x.dtype
         x32 = x.astype(jnp.promote_types(dtype, jnp.float32))
         if self.use_running_average:
-            mean, var = self.mean.get_value(), self.var.get_value()
-        else:
-            y, mean, var = batch_norm_train(x32, self.scale.get_value(), self.bias.get_value(), self.eps)
-            n = x.shape[0] * x.shape[1] * x.shape[2]
-            running_var = var * (n / (n - 1)) if (self.unbiased_running_var and n > 1) else var
-            m = self.momentum
-            self.mean.set_value((1.0 - m) * self.mean.get_value() + m * mean)
-            self.var.set_value((1.0 - m) * self.var.get_value() + m * running_var)
-            self.num_batches_tracked.set_value(self.num_batches_tracked.get_value() + 1)
-            return y.astype(dtype)
-        inv = jax.lax.rsqrt(var + self.eps) * self.scale.get_value()
-        return ((x32 - mean) * inv + self.bias.get_value()).astype(dtype)
+            inv = jax.lax.rsqrt(self.var.get_value() + self.eps) * self.scale.get_value()
+            return ((x32 - self.mean.get_value()) * inv + self.bias.get_value()).astype(dtype)
+        y, mean, var = batch_norm_train(x32, self.scale.get_value(), self.bias.get_value(), self.eps)
+        n = x.shape[0] * x.shape[1] * x.shape[2]
+        running_var = var * (n / (n - 1)) if (self.unbiased_running_var and n > 1) else var
+        m = self.momentum
+        self.mean.set_value((1.0 - m) * self.mean.get_value() + m * mean)
+        self.var.set_value((1.0 - m) * self.var.get_value() + m * running_var)
+        self.num_batches_tracked.set_value(self.num_batches_tracked.get_value() + 1)
+        return y.astype(dtype)
 
 
 class Dropout(nnx.Module):
