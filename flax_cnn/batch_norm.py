@@ -16,11 +16,15 @@ import jax
 _AXES = (0, 1, 2)
 
 
+def normalize(x, mean, var, scale, bias, eps: float):
+    """(x - mean) / sqrt(var + eps) * scale + bias, per channel (the last axis): training and eval alike."""
+    return (x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias
+
+
 def _forward(x, scale, bias, eps: float):
     mean = x.mean(_AXES)
     var = ((x - mean) ** 2).mean(_AXES)  # two-pass, as torch computes it: no cancellation
-    inv = jax.lax.rsqrt(var + eps)
-    return ((x - mean) * (inv * scale) + bias, mean, var), inv
+    return (normalize(x, mean, var, scale, bias, eps), mean, var), jax.lax.rsqrt(var + eps)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flax_cnn import ops
-from flax_cnn.batch_norm import batch_norm_train
+from flax_cnn.batch_norm import batch_norm_train, normalize
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
@@ -82,8 +82,8 @@ class BatchNorm2d(nnx.Module):
         dtype = x.dtype
         x32 = x.astype(jnp.promote_types(dtype, jnp.float32))
         if self.use_running_average:
-            inv = jax.lax.rsqrt(self.var.get_value() + self.eps) * self.scale.get_value()
-            return ((x32 - self.mean.get_value()) * inv + self.bias.get_value()).astype(dtype)
+            return normalize(x32, self.mean.get_value(), self.var.get_value(), self.scale.get_value(),
+                             self.bias.get_value(), self.eps).astype(dtype)
         y, mean, var = batch_norm_train(x32, self.scale.get_value(), self.bias.get_value(), self.eps)
         n = x.shape[0] * x.shape[1] * x.shape[2]
         running_var = var * (n / (n - 1)) if (self.unbiased_running_var and n > 1) else var

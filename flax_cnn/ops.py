@@ -166,9 +166,8 @@ def _strided_bwd(stride, dilation, padding, res, g):
     k, co = w.shape[0], w.shape[-1]
     ho, wo = g.shape[1], g.shape[2]
     gt = jnp.einsum("bhwo,ko->bhwk", g, w.reshape(k * k * ci, co)).reshape(n, ho, wo, k * k, ci)
-    _, vjp_w = jax.vjp(lambda v: dense_conv2d(_stored(x, w), v, stride=stride, dilation=dilation,
-                                              padding=padding), w)
-    return _untaps(gt, k, stride, dilation, padding, h, wd), vjp_w(g)[0]
+    gw = _stored_bwd(stride, dilation, padding, res, g)[1]  # under jit its unused input gradient is dead code
+    return _untaps(gt, k, stride, dilation, padding, h, wd), gw
 
 
 stored_conv2d = _dense_with_backward(_stored_bwd)
