@@ -68,6 +68,16 @@ def _untaps(gt, k: int, stride: int, dilation: int, padding: int, h: int, w: int
     return jnp.stack(rows, 2).reshape(n, mh * stride, mw * stride, c)[:, :h, :w]
 
 
+def _with_backward(forward, bwd):
+    """`forward(x, w, stride, dilation, padding)` as a custom VJP that saves (x, w) and differentiates with `bwd`."""
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+    def conv(x, w, stride: int, dilation: int, padding: int):
+        return forward(x, w, stride, dilation, padding)
+
+    conv.defvjp(lambda x, w, *static: (conv(x, w, *static), (x, w)), bwd)
+    return conv
+
+
 def _shifted_madd(x, w, stride: int, dilation: int, padding: int):
     """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights."""
     k = w.shape[0]
@@ -94,11 +104,6 @@ def _tap_sums(x, g, k: int, stride: int, dilation: int, padding: int):
     return jnp.stack(sums).sum(1).reshape(k, k, 1, g.shape[-1])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _depthwise(x, w, stride: int, dilation: int, padding: int):
-    return _shifted_madd(x, w, stride, dilation, padding)
-
-
 def _depthwise_bwd(stride, dilation, padding, res, g):
     """Autodiff's input gradient; the weight gradient from `_tap_sums`."""
     x, w = res
@@ -106,7 +111,7 @@ def _depthwise_bwd(stride, dilation, padding, res, g):
     return vjp_x(g)[0], _tap_sums(x, g, w.shape[0], stride, dilation, padding).astype(w.dtype)
 
 
-_depthwise.defvjp(lambda x, w, *static: (_depthwise(x, w, *static), (x, w)), _depthwise_bwd)
+_depthwise = _with_backward(_shifted_madd, _depthwise_bwd)
 
 
 def depthwise_conv2d(x, w, *, stride: int, dilation: int, padding: int):
@@ -137,16 +142,6 @@ def _stored(x, w):
     return lax.cond((bits | 1) != 0, lambda v: v, jnp.zeros_like, x)
 
 
-def _dense_with_backward(bwd):
-    """`dense_conv2d` (groups=1) as a custom VJP that saves (x, w) and differentiates with `bwd`."""
-    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-    def conv(x, w, stride: int, dilation: int, padding: int):
-        return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
-
-    conv.defvjp(lambda x, w, *static: (conv(x, w, *static), (x, w)), bwd)
-    return conv
-
-
 def _stored_bwd(stride, dilation, padding, res, g):
     """XLA's own conv backward, applied to `_stored(x)`."""
     x, w = res
@@ -170,8 +165,12 @@ def _strided_bwd(stride, dilation, padding, res, g):
     return _untaps(gt, k, stride, dilation, padding, h, wd), gw
 
 
-stored_conv2d = _dense_with_backward(_stored_bwd)
-strided_conv2d = _dense_with_backward(_strided_bwd)
+def _dense(x, w, stride: int, dilation: int, padding: int):
+    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
+
+
+stored_conv2d = _with_backward(_dense, _stored_bwd)
+strided_conv2d = _with_backward(_dense, _strided_bwd)
 
 
 def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
