@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import fx
 
 from parity.port.build import PortResult
 
@@ -49,6 +50,7 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
 
 def _output_shape(result: PortResult) -> tuple[int, ...] | None:
     """The torch output shape for the example input (from the traced graph), None if not one tensor."""
+    from parity.port.translate import torch_shape
+
     out = next(n for n in result.graph_module.graph.nodes if n.op == "output").args[0]
-    meta = getattr(out, "meta", {}).get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+    return torch_shape(out) if isinstance(out, fx.Node) else None

@@ -143,16 +143,43 @@ def _size(t: Translator, node: fx.Node) -> None:
 
 def _getattr(t: Translator, node: fx.Node) -> None:
     x, name = node.args
-    if name != "shape" or not t.is_tensor(x):
-        raise t.fail(f"reads `.{name}` of a value; only `.shape` is ported")
+    if not t.is_tensor(x) or name not in ("shape", "device", "dtype", "ndim"):
+        raise t.fail(f"reads `.{name}` of a value; `.shape`, `.ndim`, `.dtype` and `.device` of a tensor are ported")
     v = t.value(x)
-    t.emit("size", (Ref(v.name), None), {"layout": v.layout}, layout=META, flax="shape in torch's dim order")
+    if name == "shape":
+        t.emit("size", (Ref(v.name), None), {"layout": v.layout}, layout=META, flax="shape in torch's dim order")
+    elif name == "ndim":
+        t.emit("dim", (Ref(v.name),), layout=META, flax="ndim")
+    elif name == "dtype":
+        t.emit("dtype", (Ref(v.name),), layout=META, flax="the array's dtype")
+    else:  # one device per port: the device argument of a factory call is ignored
+        t.emit("constant", (None,), layout=META, flax="device (ignored)")
+
+
+def _nhwc_index(idx) -> tuple | None:
+    """A basic index of slices (and `...` at the end) on an NCHW tensor, reordered for its NHWC storage;
+    None for anything that does not keep the four dims (ints, None, tensors, a leading `...`)."""
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    if parts and parts[-1] is Ellipsis:
+        parts = parts[:-1]
+    if len(parts) > 4 or not all(isinstance(p, slice) for p in parts):
+        return None
+    full = tuple(parts) + (slice(None),) * (4 - len(parts))
+    return tuple(full[d] for d in (0, 2, 3, 1))
 
 
 def _getitem(t: Translator, node: fx.Node) -> None:
     obj, idx = node.args
     if t.is_tensor(obj):
-        t.emit("getitem", (t.tensor(obj, PLAIN), t.static(idx)), layout=PLAIN, flax="indexing (on NCHW)")
+        v = t.value(obj)
+        nhwc = _nhwc_index(idx) if v.rank == 4 and v.layout == NHWC else None
+        if nhwc is not None:
+            t.emit("getitem", (t.tensor(obj, NHWC), t.static(nhwc)), layout=NHWC, flax="slicing (NHWC axes)")
+        else:
+            t.emit("getitem", (t.tensor(obj, PLAIN), t.static(idx)), layout=PLAIN, flax="indexing (on NCHW)")
+    elif isinstance(obj, fx.Node) and t.value(obj).items is not None:
+        v = t.value(obj)
+        t.emit("getitem", (Ref(v.name), t.static(idx)), layout=v.layout, flax="element of a chunk/split")
     else:
         t.emit("getitem", (t.static(obj), t.static(idx)), layout=META, flax="indexing")
 
@@ -185,13 +212,20 @@ def _dropout(t: Translator, node: fx.Node) -> None:
            flax="flax_cnn.layers.Dropout (explicit key; the ported module's train/eval)", inplace_of=_inplace(t, node))
 
 
+def _pair_or_ref(t: Translator, v):
+    """A (h, w) pair, or a reference to a traced size the program turns into one when it runs
+    (`F.avg_pool2d(out, out.size(3))`: the kernel is the map's size, for any input size)."""
+    return t.static(v) if isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
+        isinstance(e, fx.Node) for e in v)) else _pair(v)
+
+
 def _pool(fn: str) -> Rule:
     def rule(t: Translator, node: fx.Node) -> None:
         x = node.args[0]
-        k = _pair(arg(node, 1, "kernel_size"))
+        k = _pair_or_ref(t, arg(node, 1, "kernel_size"))
         stride = arg(node, 2, "stride", None)
-        stride = k if stride is None or stride == [] or stride == () else _pair(stride)
-        padding = _pair(arg(node, 3, "padding", 0))
+        stride = k if stride is None or stride == [] or stride == () else _pair_or_ref(t, stride)
+        padding = _pair_or_ref(t, arg(node, 3, "padding", 0))
         if fn == "max_pool2d":
             if arg(node, 6, "return_indices", False):
                 raise t.fail("F.max_pool2d(return_indices=True) is not ported")
@@ -228,6 +262,133 @@ def _same(fn: str) -> Rule:
     return rule
 
 
+def _split_axis(t: Translator, x: fx.Node, dim) -> tuple[str, int]:
+    """(layout, axis) a split along torch dim `dim` runs in: NHWC storage when the tensor has it."""
+    if isinstance(dim, fx.Node):
+        raise t.fail(f"{target_name(t.node)} along a traced dim is not ported; give the dim as a number")
+    v = t.value(x)
+    if v.rank == 4 and v.layout == NHWC:
+        return NHWC, NCHW_TO_NHWC_AXIS[int(dim) % 4]
+    return PLAIN, int(dim)
+
+
+def _chunk(t: Translator, node: fx.Node) -> None:
+    x, chunks, dim = node.args[0], arg(node, 1, "chunks"), arg(node, 2, "dim", 0)
+    layout, axis = _split_axis(t, x, dim)
+    t.emit("chunk", (t.tensor(x, layout), t.static(chunks)), {"axis": axis}, layout=layout,
+           flax=f"torch.chunk semantics along {'NHWC ' if layout == NHWC else ''}axis {axis}")
+
+
+def _split(t: Translator, node: fx.Node) -> None:
+    x, sizes, dim = node.args[0], arg(node, 1, "split_size_or_sections"), arg(node, 2, "dim", 0)
+    layout, axis = _split_axis(t, x, dim)
+    t.emit("split", (t.tensor(x, layout), t.static(sizes)), {"axis": axis}, layout=layout,
+           flax=f"torch.split semantics along {'NHWC ' if layout == NHWC else ''}axis {axis}")
+
+
+def _dtype_arg(t: Translator, dtype):
+    """A factory's or cast's dtype: a traced `x.dtype` (the array's own when it runs) or a torch dtype's name."""
+    if dtype is None or isinstance(dtype, fx.Node):
+        return t.static(dtype)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point or dtype in (torch.bool, torch.int32, torch.int64):
+        return str(dtype).removeprefix("torch.")
+    raise t.fail(f"dtype {dtype} is not ported")
+
+
+_FACTORY_KEYWORDS = {"dtype", "device", "requires_grad", "layout", "pin_memory", "memory_format"}
+
+
+def _sizes(t: Translator, node: fx.Node, first: int):
+    """The size arguments of a factory: `torch.rand(n, 1, 1, 1)` or `torch.rand((n, 1, 1, 1))` or a traced Size."""
+    sizes = node.args[first:] if node.args[first:] else (node.kwargs.get("size"),)
+    if len(sizes) == 1 and (isinstance(sizes[0], (tuple, list, torch.Size)) or isinstance(sizes[0], fx.Node)):
+        sizes = sizes[0]
+    return t.static(tuple(sizes) if isinstance(sizes, (list, torch.Size)) else sizes)
+
+
+def _factory(kind: str, fill=None) -> Rule:
+    """torch.rand/randn (random sites) and zeros/ones/empty/full (constants), in torch's dim order."""
+    def rule(t: Translator, node: fx.Node) -> None:
+        unknown = set(node.kwargs) - _FACTORY_KEYWORDS - {"size", "fill_value"}
+        if unknown or node.kwargs.get("requires_grad"):
+            raise t.fail(f"{target_name(node)} with {sorted(unknown) or 'requires_grad=True'} is not ported")
+        kw = {"dtype": _dtype_arg(t, node.kwargs.get("dtype"))}
+        if kind == "full":
+            if fill is None:  # torch.full(size, fill_value)
+                value, size = arg(node, 1, "fill_value"), arg(node, 0, "size")
+                shape = t.static(tuple(size) if isinstance(size, (list, torch.Size)) else size)
+            else:
+                value, shape = fill, _sizes(t, node, 0)
+            t.emit("full", (shape, t.static(value)), kw, layout=PLAIN, flax="jnp.full")
+        else:
+            t.emit(kind, (_sizes(t, node, 0),), kw, layout=PLAIN, random=True,
+                   flax=f"jax.random.{kind} (a random site: the call's key, or a parity check's fixed values)")
+    return rule
+
+
+def _like(kind: str, fill=None) -> Rule:
+    """torch.rand_like/randn_like (random sites) and zeros_like/ones_like/empty_like/full_like."""
+    def rule(t: Translator, node: fx.Node) -> None:
+        x = node.args[0]
+        layout = t.value(x).layout
+        kw = {"dtype": _dtype_arg(t, node.kwargs.get("dtype"))}
+        if kind == "full":
+            value = fill if fill is not None else arg(node, 1, "fill_value")
+            t.emit("full_like", (t.tensor(x, layout), t.static(value)), kw, layout=layout, flax="jnp.full_like")
+        else:
+            t.emit(kind, (t.tensor(x, layout),), kw, layout=layout, random=True,
+                   flax=f"jax.random.{kind} shaped like its input (a random site)")
+    return rule
+
+
+def _bernoulli(t: Translator, node: fx.Node) -> None:
+    """torch.bernoulli(probabilities), x.bernoulli(), x.bernoulli_(p): a random site."""
+    x = node.args[0]
+    p = arg(node, 1, "p", None)
+    if isinstance(p, fx.Node) and t.is_tensor(p):
+        raise t.fail(f"{target_name(node)} with a tensor p is not ported")
+    layout = t.value(x).layout
+    t.emit("bernoulli", (t.tensor(x, layout),), {"p": None if p is None else float(p)}, layout=layout, random=True,
+           flax="jax.random.bernoulli (a random site)", inplace_of=_inplace(t, node))
+
+
+def _cast(dtype: str | None) -> Rule:
+    """x.float() / x.double() / x.to(dtype or device) / x.type_as(y): a dtype cast (devices are ignored)."""
+    def rule(t: Translator, node: fx.Node) -> None:
+        x = node.args[0]
+        layout = t.value(x).layout
+        target = dtype if dtype is not None else arg(node, 1, "dtype", node.kwargs.get("other"))
+        if isinstance(target, (str, torch.dtype)) and not isinstance(target, str) or target in ("float32", "float64"):
+            to = target if isinstance(target, str) else _dtype_arg(t, target)
+        elif isinstance(target, fx.Node):  # another tensor (its dtype), a traced x.dtype, or a device (None)
+            to = t.tensor(target, t.value(target).layout) if t.is_tensor(target) else t.static(target)
+        else:  # a device
+            to = None
+        t.emit("cast", (t.tensor(x, layout), to), layout=layout, flax="astype" if to is not None else "identity")
+    return rule
+
+
+def _dim(t: Translator, node: fx.Node) -> None:
+    t.emit("dim", (Ref(t.value(node.args[0]).name),), layout=META, flax="ndim")
+
+
+def _expand_as(t: Translator, node: fx.Node) -> None:
+    x, other = node.args[0], node.args[1]
+    both4 = t.value(x).rank == 4 and t.value(other).rank == 4
+    layout = NHWC if both4 else PLAIN
+    t.emit("expand_as", (t.tensor(x, layout), t.tensor(other, layout)), layout=layout, flax="jnp.broadcast_to")
+
+
+def _clamp(t: Translator, node: fx.Node) -> None:
+    x = node.args[0]
+    lo, hi = arg(node, 1, "min", None), arg(node, 2, "max", None)
+    if any(isinstance(b, fx.Node) and t.is_tensor(b) for b in (lo, hi)):
+        raise t.fail("clamp with tensor bounds is not ported")
+    layout = t.value(x).layout
+    t.emit("clamp", (t.tensor(x, layout), t.static(lo), t.static(hi)), layout=layout, flax="jnp.clip",
+           inplace_of=_inplace(t, node))
+
+
 _ACT = {
     "relu": (), "relu6": (), "silu": (), "sigmoid": (), "tanh": (), "hardswish": (), "hardsigmoid": (),
     "leaky_relu": (("negative_slope", 1, 0.01),), "gelu": (("approximate", 1, "none"),),
@@ -244,6 +405,15 @@ FUNCTION_RULES: dict[object, Rule] = {
     operator.mul: binary("mul"), operator.imul: binary("mul"), torch.mul: binary("mul"),
     operator.truediv: binary("div"), operator.itruediv: binary("div"), torch.div: binary("div"),
     operator.neg: _same("neg"), torch.neg: _same("neg"),
+    operator.floordiv: binary("floordiv"), operator.mod: binary("mod"), operator.pow: binary("pow"),
+    operator.lt: binary("lt"), operator.le: binary("le"), operator.gt: binary("gt"), operator.ge: binary("ge"),
+    operator.eq: binary("eq"), operator.ne: binary("ne"),
+    torch.chunk: _chunk, torch.split: _split,
+    torch.rand: _factory("uniform"), torch.randn: _factory("normal"), torch.zeros: _factory("full", 0.0),
+    torch.ones: _factory("full", 1.0), torch.empty: _factory("full", 0.0), torch.full: _factory("full"),
+    torch.rand_like: _like("uniform"), torch.randn_like: _like("normal"), torch.zeros_like: _like("full", 0.0),
+    torch.ones_like: _like("full", 1.0), torch.empty_like: _like("full", 0.0), torch.full_like: _like("full"),
+    torch.bernoulli: _bernoulli, torch.clamp: _clamp, torch.clip: _clamp,
     torch.cat: _cat, torch.concat: _cat, torch.concatenate: _cat,
     torch.flatten: _flatten, torch.reshape: _view,
     torch.mean: _reduce("mean"), torch.sum: _reduce("sum"),
@@ -252,6 +422,7 @@ FUNCTION_RULES: dict[object, Rule] = {
     F.pad: _pad, F.dropout: _dropout,
     F.max_pool2d: _pool("max_pool2d"), F.avg_pool2d: _pool("avg_pool2d"), F.adaptive_avg_pool2d: _adaptive_avg,
     F.softmax: _softmax("softmax"), torch.softmax: _softmax("softmax"),
+    torch.squeeze: _plain("squeeze", ("dim",)), torch.unsqueeze: _plain("unsqueeze", ("dim",)),
     F.log_softmax: _softmax("log_softmax"), torch.log_softmax: _softmax("log_softmax"),
 }
 
@@ -261,6 +432,11 @@ METHOD_RULES: dict[str, Rule] = {
     "add": binary("add"), "add_": binary("add"), "sub": binary("sub"), "sub_": binary("sub"),
     "mul": binary("mul"), "mul_": binary("mul"), "div": binary("div"), "div_": binary("div"),
     "neg": _same("neg"),
+    "chunk": _chunk, "split": _split, "bernoulli": _bernoulli, "bernoulli_": _bernoulli,
+    "float": _cast("float32"), "double": _cast("float64"), "to": _cast(None), "type_as": _cast(None),
+    "dim": _dim, "expand_as": _expand_as, "clamp": _clamp, "clamp_": _clamp, "clip": _clamp,
+    "silu": unary("silu"), "relu6": unary("relu6"), "hardswish": unary("hardswish"),
+    "squeeze": _plain("squeeze", ("dim",)), "unsqueeze": _plain("unsqueeze", ("dim",)),
     "flatten": _flatten, "view": _view, "reshape": _view, "size": _size,
     "mean": _reduce("mean"), "sum": _reduce("sum"),
     "permute": _plain("permute", ("dims",)), "transpose": _plain("transpose", ("dim0", "dim1")),

@@ -75,6 +75,44 @@ def sub(a, b, alpha=1):
     return a - b * alpha if alpha != 1 else a - b
 
 
+def chunk(x, chunks: int, *, axis: int) -> tuple:
+    """torch.chunk: pieces of ceil(n / chunks) along `axis`, the last one smaller (maybe fewer pieces)."""
+    n = x.shape[axis]
+    size = -(-n // int(chunks))
+    return tuple(lax.slice_in_dim(x, i, min(i + size, n), axis=axis) for i in range(0, n, size))
+
+
+def split(x, sizes, *, axis: int) -> tuple:
+    """torch.split: pieces of `sizes` (an int: equal pieces, the last one smaller) along `axis`."""
+    n = x.shape[axis]
+    if isinstance(sizes, int):
+        sizes = [min(sizes, n - i) for i in range(0, n, sizes)]
+    if sum(sizes) != n:
+        raise ValueError(f"split sizes {list(sizes)} do not add up to {n}")
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + int(s))
+    return tuple(lax.slice_in_dim(x, a, b, axis=axis) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def cast(x, to=None):
+    """A dtype cast: `to` is a dtype (name), an array whose dtype to take, or None (a device move)."""
+    if to is None:
+        return x
+    return x.astype(to.dtype if hasattr(to, "dtype") else to)
+
+
+def full(shape, value, dtype=None):
+    return jnp.full(tuple(shape), value, dtype or jnp.float32)
+
+
+def squeeze(x, dim=None):
+    """torch.squeeze: drops size-1 dims (only `dim`'s, if it is size 1); never an error."""
+    if dim is None:
+        return jnp.squeeze(x)
+    return jnp.squeeze(x, axis=dim) if x.shape[dim] == 1 else x
+
+
 def _gelu(x, approximate: str = "none"):
     return jax.nn.gelu(x, approximate=approximate == "tanh")
 
@@ -104,6 +142,16 @@ FUNCTIONS: dict[str, Callable] = {
     "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b,
     "neg": lambda a: -a,
+    "floordiv": lambda a, b: a // b,
+    "mod": lambda a, b: a % b,
+    "pow": lambda a, b: a ** b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "clamp": lambda x, lo=None, hi=None: jnp.clip(x, lo, hi),
     # shape and layout
     "to_nhwc": to_nhwc,
     "to_nchw": to_nchw,
@@ -115,6 +163,17 @@ FUNCTIONS: dict[str, Callable] = {
     "identity": lambda x: x,
     "stop_gradient": lax.stop_gradient,
     "getitem": lambda x, idx: x[idx],
+    "chunk": chunk,
+    "split": split,
+    "cast": cast,
+    "dim": lambda x: x.ndim,
+    "dtype": lambda x: x.dtype,
+    "constant": lambda v: v,
+    "full": full,
+    "full_like": lambda x, value, dtype=None: jnp.full_like(x, value, dtype),
+    "expand_as": lambda x, other: jnp.broadcast_to(x, other.shape),
+    "squeeze": squeeze,
+    "unsqueeze": lambda x, dim: jnp.expand_dims(x, dim),
     "pad": pad,
     # reductions and joins
     "cat": lambda xs, axis: jnp.concatenate(xs, axis=axis),

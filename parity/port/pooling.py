@@ -38,8 +38,14 @@ def _window_pads(size: int, k: int, stride: int, pad: int, dilation: int, ceil_m
     return pad, max(high, 0)
 
 
+def _pair(v) -> tuple[int, int]:
+    """An int or a pair as (h, w): a kernel read from a traced size arrives as a plain int."""
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
 def max_pool2d(x, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                dilation: tuple[int, int] = (1, 1), ceil_mode: bool = False):
+    kernel, stride, padding, dilation = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
     pads = [_window_pads(x.shape[1 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode) for i in (0, 1)]
     return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *kernel, 1), (1, *stride, 1),
                              ((0, 0), pads[0], pads[1], (0, 0)), window_dilation=(1, *dilation, 1))
@@ -57,6 +63,7 @@ def _divisors(size: int, k: int, stride: int, pad: int, ceil_mode: bool, count_i
 
 def avg_pool2d(x, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None):
+    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
     h, w = x.shape[1], x.shape[2]
     pads = [_window_pads(x.shape[1 + i], kernel[i], stride[i], padding[i], 1, ceil_mode) for i in (0, 1)]
     total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, *kernel, 1), (1, *stride, 1),

@@ -33,7 +33,10 @@ class Op:
     layout: str = PLAIN
     """Layout of the result."""
     dropout_index: int = -1
-    """Which fold of the call's key feeds this op (dropout only)."""
+    """Which fold of the call's key feeds this op (dropout and random ops only)."""
+    random_index: int = -1
+    """Which random site this is, in program order (functional dropout, rand, bernoulli): a parity
+    check feeds the same fixed values to the torch call with the same index."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Program:
     input: str
     ops: tuple[Op, ...]
     output: Any
+
+    @property
+    def random_sites(self) -> int:
+        return sum(op.random_index >= 0 for op in self.ops)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 from torch import fx
 
 from parity.port.errors import PortError
+from parity.port.trace import concrete
 from parity.port.program import META, NHWC, PLAIN, Op, Ref, SliceArg
 from parity.port.report import PortRow
 
@@ -25,11 +26,15 @@ NCHW_TO_NHWC_AXIS = (0, 3, 1, 2)
 
 @dataclass(frozen=True)
 class Value:
-    """What the translator knows about one value: its program name, layout and torch shape."""
+    """What the translator knows about one value: its program name, layout and torch shape.
+
+    A tuple of tensors (`chunk`, `split`) has `shape` None and `items` the torch shapes of its
+    elements, all stored in `layout`."""
 
     name: str
     layout: str
     shape: tuple[int, ...] | None  # torch layout; None for non-tensors
+    items: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def rank(self) -> int | None:
@@ -37,8 +42,17 @@ class Value:
 
 
 def torch_shape(node: fx.Node) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+    """The torch shape of the node's value on the example input (None if not a tensor)."""
+    v = concrete(node)
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def tensor_items(node: fx.Node) -> tuple[tuple[int, ...], ...] | None:
+    """Torch shapes of a tuple-of-tensors value (a chunk or split), None for anything else."""
+    v = concrete(node)
+    if isinstance(v, (tuple, list)) and v and all(isinstance(x, torch.Tensor) for x in v):
+        return tuple(tuple(x.shape) for x in v)
+    return None
 
 
 def scope_of(node: fx.Node) -> str:
@@ -79,16 +93,18 @@ class Translator:
     """Accumulates ops, layers and report rows; `walk.translate_graph` hands each node to a rule
     (module_rules, function_rules), which calls `emit`."""
 
-    def __init__(self, gm: fx.GraphModule, root: torch.nn.Module):
+    def __init__(self, gm: fx.GraphModule, root: torch.nn.Module, layers: dict[str, Any] | None = None):
         self.gm, self.root = gm, root
         self.ops: list[Op] = []
         self.values: dict[str, Value] = {}
         self.converted: dict[tuple[str, str], Value] = {}
-        self.layers: dict[str, Any] = {}  # torch module path -> NNX layer
+        # torch module path -> NNX layer; shared by the train- and eval-mode translations of one port
+        self.layers: dict[str, Any] = {} if layers is None else layers
         self.counted: set[str] = set()  # module paths whose parameters a report row already counts
         self.rows: list[PortRow] = []
         self.notes: list[str] = []
         self.dropouts = 0
+        self.randoms = 0  # random ops (functional dropout, rand, bernoulli) in program order
         self.node: fx.Node | None = None
         self.pending_note: str | None = None  # why the next layout conversion happens (for the report)
 
@@ -125,7 +141,8 @@ class Translator:
             out = f"{v.name}__{'nchw' if layout == PLAIN else 'nhwc'}"
             self.ops.append(Op(out, kind, (Ref(v.name),), layout=layout))
             self.converted[key] = Value(out, layout, v.shape)
-            why = self.pending_note or f"{target_name(self.node)} needs torch's dim order"
+            why = self.pending_note or (f"{target_name(self.node)} needs torch's dim order" if layout == PLAIN
+                                        else f"{target_name(self.node)} runs on the NHWC layout")
             self.note(f"{kind} before {target_name(self.node)} at {scope_of(self.node) or '<root>'}: {why}")
             self.rows.append(PortRow(scope_of(self.node), f"(layout for {target_name(self.node)})",
                                      f"{kind}: {why}", 0, 0, v.shape))
@@ -151,16 +168,22 @@ class Translator:
     # --- emission ---------------------------------------------------------------------------------
     def emit(self, kind: str, args: tuple, kwargs: dict | None = None, *, layout: str, target: str = "",
              flax: str, torch_desc: str | None = None, params: tuple[int, int] = (0, 0),
-             dropout: bool = False, inplace_of: Any = None) -> Value:
-        """Append one op for the current node and record its report row."""
+             dropout: bool = False, random: bool = False, inplace_of: Any = None) -> Value:
+        """Append one op for the current node and record its report row.
+
+        `dropout`: the op takes a fold of the call's key; `random`: it is also a random site a parity
+        check can feed fixed values (functional dropout, rand, bernoulli), numbered in program order."""
         node = self.node
-        index = -1
-        if dropout:
+        index = rindex = -1
+        if dropout or random:
             index, self.dropouts = self.dropouts, self.dropouts + 1
-        shape = torch_shape(node)
-        layout = layout if shape is not None else META
-        self.ops.append(Op(node.name, kind, tuple(args), tuple(sorted((kwargs or {}).items())), target, layout, index))
-        v = Value(node.name, layout, shape)
+        if random:
+            rindex, self.randoms = self.randoms, self.randoms + 1
+        shape, items = torch_shape(node), tensor_items(node)
+        layout = layout if shape is not None or items is not None else META
+        self.ops.append(Op(node.name, kind, tuple(args), tuple(sorted((kwargs or {}).items())), target, layout, index,
+                           rindex))
+        v = Value(node.name, layout, shape, items)
         self.values[node.name] = v
         self.rows.append(PortRow(scope_of(node), torch_desc or target_name(node), flax, params[0], params[1], shape))
         if inplace_of is not None and isinstance(inplace_of, fx.Node):
