@@ -22,7 +22,7 @@ def test_cli_small_run_passes_and_writes_every_family(train_data_dir, tmp_path):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(ln.split()[:5] == ["family", "check", "error", "tol", "result"] for ln in lines)
+    assert any(ln.split()[:6] == ["family", "check", "error", "torch_own", "allowed", "result"] for ln in lines)
     assert any(ln.startswith("PASS: ") for ln in lines)
     d = json.loads(out.read_text())
     assert d["passed"] is True and d["failed_families"] == []

@@ -8,10 +8,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from parity.suite import tolerances
+from parity.suite import tolerances, verdict
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import run_flax, run_torch
-from parity.suite.results import Check, rel_err
+from parity.suite.results import Check
 from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, torch_input
 
 FAMILY = "forward"
@@ -26,46 +26,55 @@ def set_mode(torch_model: torch.nn.Module, flax_model, mode: str) -> None:
 
 def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *, mode: str,
                 dropout_pairs: Sequence[ModulePair] = (), masks: str = "off", seed: int = 0,
-                dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+                dtype: str = "float32", torch_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """(torch logits, Flax logits) from synced copies; in train mode dropout is `masks` "off" or "same"."""
     with precision(dtype):
         tm, fm = prepare(torch_model, flax_model, key_map, dtype)
         set_mode(tm, fm, mode)
         with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
             t, _, _ = run_torch(tm, torch_input(x_nchw, dtype))
-            f, _ = run_flax(fm, flax_input(x_nchw, dtype))
+            f = None if torch_only else run_flax(fm, flax_input(x_nchw, dtype))[0]
     return t.numpy(), f
 
 
+def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """(torch float64 logits — the exact reference —, torch float32 logits — the yardstick)."""
+    exact, _ = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype="float64", torch_only=True, **kw)
+    own, _ = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype="float32", torch_only=True, **kw)
+    return exact, own
+
+
 def forward_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *,
-                   dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32",
-                   tol: float | None = None) -> list[Check]:
-    """Eval-mode and train-mode logits (dropout switched off at `dropout_pairs`, if any)."""
-    tol = tolerances.forward(dtype) if tol is None else tol
+                   dropout_pairs: Sequence[ModulePair] = (), dtypes: Sequence[str] = ("float32",)) -> list[Check]:
+    """Eval-mode and train-mode logits (dropout switched off at `dropout_pairs`, if any), per dtype,
+    judged against torch float64 with torch float32's own error as the yardstick."""
     out = []
     for mode, what in (("eval", "eval mode (running stats)"), ("train", "train mode (batch stats), dropout off")):
-        t, f = logits_pair(torch_model, flax_model, key_map, x_nchw, mode=mode, dropout_pairs=dropout_pairs,
-                           dtype=dtype)
-        out.append(_check(f"{what} [{dtype}]", t, f, tol))
+        kw = dict(mode=mode, dropout_pairs=dropout_pairs)
+        exact, own = _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw)
+        for dtype in dtypes:
+            _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
+            out.append(_check(f"{what} [{dtype}]", f, exact, own, dtype))
     return out
 
 
 def dropout_check(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
-                  dropout_pairs: Sequence[ModulePair], *, seed: int = 0, dtype: str = "float32",
-                  tol: float | None = None) -> Check:
+                  dropout_pairs: Sequence[ModulePair], *, seed: int = 0, dtype: str = "float32") -> Check:
     """Train-mode logits with the same dropout masks in both twins (use a pair with dropout > 0)."""
-    tol = tolerances.forward(dtype) if tol is None else tol
-    t, f = logits_pair(torch_model, flax_model, key_map, x_nchw, mode="train", dropout_pairs=dropout_pairs,
-                       masks="same", seed=seed, dtype=dtype)
+    kw = dict(mode="train", dropout_pairs=dropout_pairs, masks="same", seed=seed)
+    exact, own = _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw)
+    _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
     rates = sorted({float(getattr(torch_model.get_submodule(n), "p", 0.0)) for n, _ in dropout_pairs})
-    check = _check(f"train mode, same dropout masks (p={'/'.join(f'{r:g}' for r in rates)}) [{dtype}]", t, f, tol)
+    check = _check(f"train mode, same dropout masks (p={'/'.join(f'{r:g}' for r in rates)}) [{dtype}]", f, exact, own,
+                   dtype)
     return Check(check.family, check.name, check.error, check.tol, check.where,
                  dict(check.details, dropout_sites=len(dropout_pairs), rates=rates))
 
 
-def _check(name: str, t: np.ndarray, f: np.ndarray, tol: float) -> Check:
-    err = rel_err(f, t)
-    details = {"max_abs_logit": float(np.max(np.abs(t))), "max_abs_diff": float(np.max(np.abs(f - t)))
-               if f.shape == t.shape else None, "shape": list(t.shape)}
-    return Check(FAMILY, name, err, tol, "" if err <= tol else "logits (see family 'layers' for the first layer)",
+def _check(name: str, f: np.ndarray, exact: np.ndarray, own: np.ndarray, dtype: str) -> Check:
+    j = verdict.judge(f, exact, own, dtype=dtype, floor=tolerances.forward(dtype))
+    details = {"max_abs_logit": float(np.max(np.abs(exact))), "max_abs_diff": float(np.max(np.abs(f - exact)))
+               if f.shape == exact.shape else None, "shape": list(exact.shape), **j.to_dict(),
+               "reference": "torch float64", "allowed_rule": verdict.yardstick_note(dtype)}
+    return Check(FAMILY, name, j.error, j.allowed, "" if j.passed else "logits (see family 'layers' for the first layer)",
                  details)

@@ -3,6 +3,12 @@
 Masks are drawn once per site (keyed by the torch module name) in NCHW and transposed for Flax,
 so the comparison is exact rather than statistical. `identity=True` gives all-ones masks, which
 is how the train-mode families switch dropout off in a pair whose dropout rate is not zero.
+
+A ported model's random *functions* (`F.dropout`, `torch.rand`, `torch.bernoulli`, … — a
+drop-connect under `if self.training:`) get the same treatment by call order: torch's functions
+are patched for the duration, and the ported module reads the same values for its random site of
+the same index (`PortedModule.port_random`). Switched "off", every site keeps everything: dropout
+scales by 1, rand and bernoulli's uniform draws are 0 (so `rand < keep` and `bernoulli(p)` keep).
 """
 
 from __future__ import annotations
@@ -59,12 +65,93 @@ class FlaxMask(nnx.Module):
         return x * jnp.asarray(to_flax_layout(self.bank.scale_nchw(self.name, shape)), x.dtype)
 
 
+class RandomBank:
+    """Values of a forward's random sites by call index, in torch's (NCHW) layout, as float64.
+
+    `kind` is the ported op: "dropout" gives the inverted-dropout scale for rate `p`; "uniform"
+    and "bernoulli" a uniform draw (bernoulli keeps where it is below the probability); "normal" a
+    standard normal draw."""
+
+    def __init__(self, *, seed: int = 0, identity: bool = False):
+        self.seed, self.identity = seed, identity
+
+    def __call__(self, kind: str, index: int, shape: tuple[int, ...], p: float | None = None) -> np.ndarray:
+        shape = tuple(int(s) for s in shape)
+        if self.identity:
+            return np.ones(shape) if kind == "dropout" else np.zeros(shape)
+        rng = np.random.default_rng([self.seed, index, zlib.crc32(kind.encode())])
+        if kind == "normal":
+            return rng.standard_normal(shape)
+        u = rng.random(shape)
+        return (u >= p) / (1.0 - p) if kind == "dropout" else u
+
+
+@contextlib.contextmanager
+def _torch_random_fixed(model: torch.nn.Module, bank: RandomBank) -> Iterator[None]:
+    """torch's random functions draw from `bank`, numbered by call order within each forward of `model`."""
+    import torch.nn.functional as F
+
+    count = [0]
+
+    def index() -> int:
+        count[0] += 1
+        return count[0] - 1
+
+    def values(kind, shape, dtype, p=None):
+        return torch.from_numpy(bank(kind, index(), tuple(shape), p)).to(dtype or torch.get_default_dtype())
+
+    def sizes(args, kwargs):
+        size = args if args else kwargs.get("size")
+        return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else tuple(size)
+
+    def dropout(x, p=0.5, training=True, inplace=False):
+        scale = values("dropout", x.shape, x.dtype, float(p))  # consumed in eval mode too, as the port numbers it
+        if not training:
+            return x
+        return x.mul_(scale) if inplace else x * scale
+
+    def bernoulli(x, p=None, **_):
+        u = values("bernoulli", x.shape, x.dtype)
+        return (u < (x if p is None else p)).to(x.dtype)
+
+    def bernoulli_(self, p=0.5, **_):
+        return self.copy_(values("bernoulli", self.shape, self.dtype) < p)
+
+    patches = [
+        (torch, "rand", lambda *a, dtype=None, **k: values("uniform", sizes(a, k), dtype)),
+        (torch, "randn", lambda *a, dtype=None, **k: values("normal", sizes(a, k), dtype)),
+        (torch, "rand_like", lambda x, dtype=None, **k: values("uniform", x.shape, dtype or x.dtype)),
+        (torch, "randn_like", lambda x, dtype=None, **k: values("normal", x.shape, dtype or x.dtype)),
+        (torch, "bernoulli", bernoulli), (torch.Tensor, "bernoulli", bernoulli),
+        (torch.Tensor, "bernoulli_", bernoulli_), (F, "dropout", dropout),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    reset = model.register_forward_pre_hook(lambda *_: count.__setitem__(0, 0))
+    try:
+        for owner, name, fn in patches:
+            setattr(owner, name, fn)
+        yield
+    finally:
+        reset.remove()
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+
+
 @contextlib.contextmanager
 def fixed_dropout(torch_model: torch.nn.Module, flax_model, dropout_pairs: Sequence[ModulePair], *,
                   seed: int = 0, identity: bool = False) -> Iterator[MaskBank]:
     """Both twins' dropout sites replaced by the same fixed masks (all ones with `identity`)."""
     rates = {name: float(getattr(torch_model.get_submodule(name), "p", 0.0)) for name, _ in dropout_pairs}
     bank = MaskBank(rates, seed=seed, identity=identity)
+    ported = hasattr(flax_model, "port_random")  # a parity.port module: its random functions too
+    random_bank = RandomBank(seed=seed, identity=identity)
     with swapped_torch(torch_model, {n: TorchMask(bank, n) for n, _ in dropout_pairs}), \
-            swapped_flax(flax_model, {tuple(p): FlaxMask(bank, n) for n, p in dropout_pairs}):
-        yield bank
+            swapped_flax(flax_model, {tuple(p): FlaxMask(bank, n) for n, p in dropout_pairs}), \
+            (_torch_random_fixed(torch_model, random_bank) if ported else contextlib.nullcontext()):
+        if ported:
+            flax_model.port_random = random_bank
+        try:
+            yield bank
+        finally:
+            if ported:
+                flax_model.port_random = None

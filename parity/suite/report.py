@@ -8,7 +8,7 @@ from pathlib import Path
 
 from parity.suite.results import Check, Report
 
-_COLUMNS = ("family", "check", "error", "tol", "result", "where")
+_COLUMNS = ("family", "check", "error", "torch_own", "allowed", "result", "where")
 
 
 def _num(x: float) -> str:
@@ -19,11 +19,16 @@ def _num(x: float) -> str:
 
 def _row(c: Check, width: int) -> tuple[str, ...]:
     name = c.name if len(c.name) <= width else c.name[:width - 1] + "…"
-    return (c.family, name, _num(c.error), _num(c.tol), c.status, c.where)
+    own = c.details.get("torch_error")
+    return (c.family, name, _num(c.error), "" if own is None else _num(own), _num(c.tol), c.status, c.where)
 
 
 def format_table(report: Report, *, max_check_width: int = 78) -> str:
-    """family | check | error | tol | result | where, then a one-line verdict."""
+    """family | check | error | torch_own | allowed | result | where, then a one-line verdict.
+
+    `error` is the Flax twin's distance to the exact reference (torch float64 for the families
+    with a yardstick), `torch_own` torch float32's own distance to it, `allowed` the tolerance
+    the check applied (for those families: the larger of 10× torch's own and a floor)."""
     rows = [_COLUMNS] + [_row(c, max_check_width) for c in report.checks]
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS) - 1)]
     lines = []

@@ -71,17 +71,15 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
     dtypes = ("float32", "float64") if options.float64 else ("float32",)
 
     def forward():
-        out = []
-        for dt in dtypes:
-            out += forward_checks(tm, fm, km, x, dropout_pairs=pair.dropout_pairs, dtype=dt)
-            if dropout_pair is not None:
-                out.append(dropout_check(dropout_pair.torch_model, dropout_pair.flax_model, dropout_pair.key_map,
-                                         x, dropout_pair.dropout_pairs, seed=options.mask_seed, dtype=dt))
+        out = forward_checks(tm, fm, km, x, dropout_pairs=pair.dropout_pairs, dtypes=dtypes)
+        if dropout_pair is not None:
+            out += [dropout_check(dropout_pair.torch_model, dropout_pair.flax_model, dropout_pair.key_map,
+                                  x, dropout_pair.dropout_pairs, seed=options.mask_seed, dtype=dt) for dt in dtypes]
         return out
 
     def layers():
-        return [c for dt in dtypes for c in layer_checks(tm, fm, km, x, layer_pairs=pair.layer_pairs or None,
-                                                         dropout_pairs=pair.dropout_pairs, dtype=dt)]
+        return layer_checks(tm, fm, km, x, layer_pairs=pair.layer_pairs or None, dropout_pairs=pair.dropout_pairs,
+                            dtypes=dtypes)
 
     def gradient():
         i, tried = smooth_batch(tm, fm, km, [b[0] for b in inputs.batches], layer_pairs=pair.layer_pairs or None,
@@ -89,11 +87,12 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
         note = _kink_note(i, tried)
         gx, gy = inputs.batches[i]
         return gradient_checks(tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs,
-                               label_smoothing=inputs.train_cfg.label_smoothing, dtypes=dtypes, batch_note=note)
+                               layer_pairs=pair.layer_pairs or None, label_smoothing=inputs.train_cfg.label_smoothing,
+                               dtypes=dtypes, batch_note=note)
 
     def batchnorm():
         return batchnorm_checks(tm, fm, km, [b[0] for b in inputs.batches[:options.bn_steps]],
-                                dropout_pairs=pair.dropout_pairs)
+                                dropout_pairs=pair.dropout_pairs, dtypes=dtypes)
 
     def schedule():
         return schedule_checks(options.schedule_cases, schedule_fn)
