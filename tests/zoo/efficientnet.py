@@ -26,6 +26,11 @@ STAGES = ((1, 3, 1, 16, 1), (6, 3, 1, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3)
           (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
 
 
+def scaled(channels: int, width_mult: float) -> int:
+    """A width times the multiplier, at least 4 channels."""
+    return max(4, int(channels * width_mult))
+
+
 class Swish(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(x)
@@ -73,16 +78,15 @@ class EfficientNetB0(nn.Module):
     def __init__(self, width_mult: float = 0.2, max_repeats: int = 2, num_classes: int = 10,
                  dropout: float = 0.2, drop_connect: float = 0.2):
         super().__init__()
-        scale = lambda c: max(4, int(c * width_mult))  # noqa: E731
-        plan = [(t, k, s if i == 0 else 1, scale(c))
+        plan = [(t, k, s if i == 0 else 1, scaled(c, width_mult))
                 for t, k, s, c, n in STAGES for i in range(min(n, max_repeats))]
-        ch = scale(32)
+        ch = scaled(32, width_mult)
         blocks: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
                                                  nn.SiLU())]
         for i, (t, k, s, c) in enumerate(plan):
             blocks.append(MBConv(ch, c, t, k, s, drop_connect * i / len(plan)))
             ch = c
-        last = scale(1280)
+        last = scaled(1280, width_mult)
         blocks.append(nn.Sequential(nn.Conv2d(ch, last, 1, bias=False), nn.BatchNorm2d(last), nn.SiLU()))
         self.features = nn.Sequential(*blocks)
         self.fc = nn.Linear(last, num_classes)

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| {'-' * 18} | {'-' * 7}: | {'-' * 6}: | {'-' * 6}: | --- |")
     for name in args.names or ZOO:
         r = row(name, args.repeats)
-        print(f"| {r.name:<18} | {r.params:>8,} | {r.wall_ms:>7.1f} | {r.cpu_ms:>7.1f} | {', '.join(r.idioms)} |", flush=True)
+        idioms = ", ".join(r.idioms)
+        print(f"| {r.name:<18} | {r.params:>8,} | {r.wall_ms:>7.1f} | {r.cpu_ms:>7.1f} | {idioms} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,11 @@ STAGES = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3,
           (6, 160, 3, 2), (6, 320, 1, 1))
 
 
+def scaled(channels: int, width_mult: float) -> int:
+    """A width times the multiplier, at least 4 channels."""
+    return max(4, int(channels * width_mult))
+
+
 def conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch)]
@@ -51,14 +56,13 @@ class MobileNetV2(nn.Module):
     def __init__(self, width_mult: float = 0.25, max_repeats: int = 2, num_classes: int = 10,
                  dropout: float = 0.2):
         super().__init__()
-        scale = lambda c: max(4, int(c * width_mult))  # noqa: E731
-        ch = scale(32)
+        ch = scaled(32, width_mult)
         blocks: list[nn.Module] = [nn.Sequential(*conv_bn(3, ch, 3), nn.ReLU6(inplace=True))]
         for t, c, n, s in STAGES:
             for i in range(min(n, max_repeats)):
-                blocks.append(InvertedResidual(ch, scale(c), t, s if i == 0 else 1))
-                ch = scale(c)
-        last = scale(1280)
+                blocks.append(InvertedResidual(ch, scaled(c, width_mult), t, s if i == 0 else 1))
+                ch = scaled(c, width_mult)
+        last = scaled(1280, width_mult)
         blocks.append(nn.Sequential(*conv_bn(ch, last, 1), nn.ReLU6(inplace=True)))
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Linear(last, num_classes)

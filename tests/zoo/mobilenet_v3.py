@@ -26,6 +26,11 @@ BNECKS = ((3, 16, 16, True, False, 1), (3, 72, 24, False, False, 2), (3, 88, 24,
           (5, 576, 96, True, True, 1), (5, 576, 96, True, True, 1))
 
 
+def scaled(channels: int, width_mult: float) -> int:
+    """A width times the multiplier, at least 4 channels."""
+    return max(4, int(channels * width_mult))
+
+
 def activation(hswish: bool) -> nn.Module:
     return nn.Hardswish() if hswish else nn.ReLU(inplace=True)
 
@@ -63,19 +68,19 @@ class Bneck(nn.Module):
 class MobileNetV3Small(nn.Module):
     def __init__(self, width_mult: float = 0.25, num_classes: int = 10, dropout: float = 0.2):
         super().__init__()
-        scale = lambda c: max(4, int(c * width_mult))  # noqa: E731
-        ch = scale(16)
+        ch = scaled(16, width_mult)
         layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(3, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch),
                                                  nn.Hardswish())]
         for kernel, hidden, out_ch, se, hswish, stride in BNECKS:
-            layers.append(Bneck(ch, kernel, scale(hidden), scale(out_ch), se, hswish, stride))
-            ch = scale(out_ch)
-        last = scale(576)
+            out_ch = scaled(out_ch, width_mult)
+            layers.append(Bneck(ch, kernel, scaled(hidden, width_mult), out_ch, se, hswish, stride))
+            ch = out_ch
+        last, hidden = scaled(576, width_mult), scaled(1024, width_mult)
         layers.append(nn.Sequential(nn.Conv2d(ch, last, 1, bias=False), nn.BatchNorm2d(last), nn.Hardswish()))
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(last, scale(1024)), nn.Hardswish(), nn.Dropout(dropout),
-                                        nn.Linear(scale(1024), num_classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(last, hidden), nn.Hardswish(), nn.Dropout(dropout),
+                                        nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))
