@@ -15,9 +15,18 @@ from jax import lax
 from flax_cnn import ops, schedules
 from flax_cnn.train_config import TrainConfig
 from flax_cnn.weights import KeyMapping
-from parity.suite import SuiteInputs, SuiteOptions, default_cases, project_twins, run_suite
+from parity.suite import SuiteInputs, SuiteOptions, compiled, default_cases, project_twins, run_suite
 from parity.suite.data import random_batches
 from tests.conftest import TINY
+
+
+@pytest.fixture(autouse=True)
+def fresh_compilations():
+    """The suite reuses compilations across checks; a patched kernel must be traced anew, and must not
+    leak into the next test."""
+    compiled.clear()
+    yield
+    compiled.clear()
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_cli_writes_torch_loadable_weights_and_both_reports(tmp_path, capsys):
     assert "| conv1 |" in (tmp_path / "port_report.md").read_text()
     parity_report = json.loads((tmp_path / "parity_report.json").read_text())
     families = {c["family"] for c in parity_report["checks"]}
-    assert parity_report["passed"] and families == {"forward", "layers", "gradient"}
+    assert parity_report["passed"] and families == {"forward", "layers", "gradient", "batchnorm"}
     assert "PASS" in (tmp_path / "parity_report.txt").read_text()
 
 

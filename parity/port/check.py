@@ -1,6 +1,17 @@
-"""The parity suite's families run on a ported pair (torch original, ported NNX module, derived key map)."""
+"""The parity suite's families run on a ported pair (torch original, ported NNX module, derived key map).
+
+The check inputs, stated in the report: standard-normal images in `count` batches of the port's
+input shape, uniform labels; the torch model is a copy whose BatchNorm layers get random affine
+parameters (scale in [1, 3], shift in [-1, 1]) and running statistics calibrated on another
+batch, so eval mode is not BatchNorm's identity (an eps or running-statistics mistake shows) and
+activations reach a ReLU6's clip (ReLU6 ported as ReLU shows). The user's own weights are not
+touched, and `own_weights=True` checks with them as they are.
+"""
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -9,7 +20,23 @@ from torch import fx
 from parity.port.build import PortResult
 
 DEFAULT_FAMILIES = ("forward",)
-CHECK_FAMILIES = ("forward", "layers", "gradient")
+CHECK_FAMILIES = ("forward", "layers", "gradient", "batchnorm")
+
+
+@dataclass(frozen=True)
+class CheckInputs:
+    """What both models are fed; `describe` is the line the report carries."""
+
+    count: int = 4
+    seed: int = 0
+    own_weights: bool = False
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        weights = ("the model's own weights" if self.own_weights else
+                   "BatchNorm affine randomized (scale U[1,3], shift U[-1,1]), running statistics calibrated on "
+                   "another batch")
+        return (f"check inputs: {self.count} batches of {tuple(shape)} standard-normal images, uniform labels "
+                f"(seed {self.seed}); {weights}; the gradient family uses the best-conditioned kink-free batch")
 
 
 def twin_pair(torch_module: torch.nn.Module, result: PortResult):
@@ -27,8 +54,37 @@ def random_batches(input_shape: tuple[int, ...], num_classes: int, *, count: int
              rng.integers(0, num_classes, input_shape[0]).astype(np.int64)) for _ in range(count)]
 
 
+def calibrated_bn(torch_module: torch.nn.Module, x: np.ndarray, *, seed: int = 0) -> torch.nn.Module:
+    """A copy with random BatchNorm affine parameters and running statistics from one train-mode pass on `x`.
+
+    Random scales up to 3 make ReLU6 clip; statistics that match the activations keep eval mode
+    as well-conditioned as train mode however deep the net (random ones compound layer by layer).
+    """
+    model = copy.deepcopy(torch_module)
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    with torch.no_grad():
+        for m in bns:
+            if m.affine:
+                m.weight.copy_(1.0 + 2.0 * torch.rand(m.weight.shape, generator=g))
+                m.bias.copy_(2.0 * torch.rand(m.bias.shape, generator=g) - 1.0)
+            m.momentum = 1.0  # running statistics := this batch's
+        modes = {m: m.training for m in model.modules()}
+        with torch.random.fork_rng():
+            model.train()
+            model(torch.from_numpy(x))
+        for m, training in modes.items():
+            m.training = training
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+            m.num_batches_tracked.zero_()
+    return model
+
+
 def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: tuple[int, ...], *,
-               families: tuple[str, ...] = DEFAULT_FAMILIES, seed: int = 0):
+               families: tuple[str, ...] = DEFAULT_FAMILIES, float64: bool = False,
+               inputs: CheckInputs = CheckInputs()):
     """A `parity.suite.results.Report` of `families` on the pair (gradient needs (N, classes) logits)."""
     try:
         from flax_cnn.train_config import TrainConfig
@@ -40,9 +96,16 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
     out_shape = _output_shape(result)
     grads_ok = out_shape is not None and len(out_shape) == 2
     run = tuple(f for f in families if f != "gradient" or grads_ok)
-    batches = random_batches(input_shape, out_shape[1] if grads_ok else 2, seed=seed)
-    report = run_suite(twin_pair(torch_module, result), SuiteInputs(batches, TrainConfig(label_smoothing=0.0)),
-                       SuiteOptions(families=run))
+    batches = random_batches(input_shape, out_shape[1] if grads_ok else 2, count=inputs.count, seed=inputs.seed)
+    model = torch_module
+    if not inputs.own_weights:
+        calib_shape = input_shape if result.module.port_batch_size is not None else (16, *input_shape[1:])
+        calib = random_batches(calib_shape, 2, count=1, seed=inputs.seed + 1)[0][0]
+        model = calibrated_bn(torch_module, calib, seed=inputs.seed)
+    report = run_suite(twin_pair(model, result), SuiteInputs(batches, TrainConfig(label_smoothing=0.0)),
+                       SuiteOptions(families=run, float64=float64, bn_steps=min(3, inputs.count),
+                                    gradient_candidates=inputs.count))
+    report.notes.append(inputs.describe(input_shape))
     if "gradient" in families and not grads_ok:
         report.checks.append(skipped("gradient", "d loss / d param", f"output shape {out_shape} is not (N, classes)"))
     return report

@@ -28,7 +28,12 @@ class PortArgs:
     out: str
     """Output directory."""
     check: bool = False
-    """Run the parity suite's forward, layers and gradient families (default: forward only)."""
+    """Run the parity suite's forward, layers, gradient and batchnorm families (default: forward only)."""
+    float64: bool = False
+    """Also run every check in float64 (agreement to 1e-12 there proves the float32 residue is rounding)."""
+    own_weights: bool = False
+    """Check with the model's weights as they are (default: random BatchNorm affine parameters and calibrated
+    running statistics in a copy, so eval mode and ReLU6 clipping are exercised)."""
     seed: int = 0
     """Seeds torch before the factory is called, and the random check batches."""
 
@@ -76,7 +81,7 @@ def run(args: PortArgs) -> int:
     import torch
 
     from parity.port.build import port
-    from parity.port.check import CHECK_FAMILIES, DEFAULT_FAMILIES, run_checks
+    from parity.port.check import CHECK_FAMILIES, DEFAULT_FAMILIES, CheckInputs, run_checks
 
     shape = parse_shape(args.input_shape)
     factory = load_factory(args.module)
@@ -98,8 +103,8 @@ def run(args: PortArgs) -> int:
     from parity.suite.report import format_table, write_json
 
     report = run_checks(model, result, shape, families=CHECK_FAMILIES if args.check else DEFAULT_FAMILIES,
-                        seed=args.seed)
-    table = format_table(report)
+                        float64=args.float64, inputs=CheckInputs(seed=args.seed, own_weights=args.own_weights))
+    table = "\n".join(n for n in report.notes if n.startswith("check inputs")) + "\n" + format_table(report)
     (out / "parity_report.txt").write_text(table + "\n")
     write_json(report, out / "parity_report.json")
     print(table)

@@ -66,7 +66,7 @@ class PortedModule(nnx.Module):
         return _resolve(prog.output, env)
 
     def _apply(self, op: Op, env: dict[str, Any], key):
-        args, kwargs = _resolve(op.args, env), dict(op.kwargs)
+        args, kwargs = _resolve(op.args, env), {k: _resolve(v, env) for k, v in op.kwargs}
         sub = None if key is None or op.dropout_index < 0 else jax.random.fold_in(key, op.dropout_index)
         if op.kind == "module":
             layer = pl.child(self, op.target)

@@ -83,7 +83,7 @@ def input_gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
 
     pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
         set_mode(tm, fm, "train")
         with fixed_dropout(tm, fm, dropout_pairs, identity=True):
             t_grads, order = _torch_input_grads(tm, x_nchw, labels, [n for n, _ in pairs],

@@ -17,19 +17,23 @@ from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import flax_calls, run_torch
 from parity.suite.results import Check
-from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, flax_tensors, precision, prepare, torch_input
+from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, flax_tensors, module_pairs, precision, prepare,
+                                torch_input)
 
 FAMILY = "batchnorm"
 
 
 def buffers_after_steps(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[np.ndarray], *,
-                        dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32", torch_only: bool = False
+                        dropout_pairs: Sequence[ModulePair] = (), layer_pairs: Sequence[ModulePair] | None = None,
+                        dtype: str = "float32", torch_only: bool = False
                         ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(torch buffers, Flax buffers in torch naming) after one train-mode forward per batch."""
+    """(torch buffers, Flax buffers in torch naming) after one train-mode forward per batch (the Flax
+    run records `layer_pairs` as the `layers` family does, to share its compilation)."""
+    pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
         set_mode(tm, fm, "train")
-        with fixed_dropout(tm, fm, dropout_pairs, identity=True), flax_calls(fm) as flax_call:
+        with fixed_dropout(tm, fm, dropout_pairs, identity=True), flax_calls(fm, pairs) as flax_call:
             for x in batches:
                 run_torch(tm, torch_input(x, dtype))
                 if not torch_only:
@@ -41,10 +45,11 @@ def buffers_after_steps(torch_model, flax_model, key_map: Sequence[KeyMappingLik
 
 
 def batchnorm_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[np.ndarray], *,
-                     dropout_pairs: Sequence[ModulePair] = (), dtypes: Sequence[str] = ("float32",)) -> list[Check]:
+                     dropout_pairs: Sequence[ModulePair] = (), layer_pairs: Sequence[ModulePair] | None = None,
+                     dtypes: Sequence[str] = ("float32",)) -> list[Check]:
     """Running statistics (the buffer nearest its allowance, the first one off with the likely trap)
     against torch float64, torch float32's own error the yardstick; batch counters exact."""
-    kw = dict(dropout_pairs=dropout_pairs)
+    kw = dict(dropout_pairs=dropout_pairs, layer_pairs=layer_pairs)
     exact, _ = buffers_after_steps(torch_model, flax_model, key_map, batches, dtype="float64", torch_only=True, **kw)
     own, _ = buffers_after_steps(torch_model, flax_model, key_map, batches, dtype="float32", torch_only=True, **kw)
     k = len(batches)

@@ -12,7 +12,7 @@ from parity.suite import tolerances, verdict
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import run_flax, run_torch
 from parity.suite.results import Check
-from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, torch_input
+from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, module_pairs, precision, prepare, torch_input
 
 FAMILY = "forward"
 
@@ -26,14 +26,19 @@ def set_mode(torch_model: torch.nn.Module, flax_model, mode: str) -> None:
 
 def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *, mode: str,
                 dropout_pairs: Sequence[ModulePair] = (), masks: str = "off", seed: int = 0,
-                dtype: str = "float32", torch_only: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(torch logits, Flax logits) from synced copies; in train mode dropout is `masks` "off" or "same"."""
+                dtype: str = "float32", torch_only: bool = False, layer_pairs: Sequence[ModulePair] | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(torch logits, Flax logits) from synced copies; in train mode dropout is `masks` "off" or "same".
+
+    The Flax run records `layer_pairs` (default: every key-map layer) as the `layers` family does, only
+    to share its compilation."""
+    pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
         set_mode(tm, fm, mode)
         with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
             t, _, _ = run_torch(tm, torch_input(x_nchw, dtype))
-            f = None if torch_only else run_flax(fm, flax_input(x_nchw, dtype))[0]
+            f = None if torch_only else run_flax(fm, flax_input(x_nchw, dtype), pairs)[0]
     return t.numpy(), f
 
 
@@ -45,12 +50,13 @@ def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[
 
 
 def forward_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *,
-                   dropout_pairs: Sequence[ModulePair] = (), dtypes: Sequence[str] = ("float32",)) -> list[Check]:
+                   dropout_pairs: Sequence[ModulePair] = (), layer_pairs: Sequence[ModulePair] | None = None,
+                   dtypes: Sequence[str] = ("float32",)) -> list[Check]:
     """Eval-mode and train-mode logits (dropout switched off at `dropout_pairs`, if any), per dtype,
     judged against torch float64 with torch float32's own error as the yardstick."""
     out = []
     for mode, what in (("eval", "eval mode (running stats)"), ("train", "train mode (batch stats), dropout off")):
-        kw = dict(mode=mode, dropout_pairs=dropout_pairs)
+        kw = dict(mode=mode, dropout_pairs=dropout_pairs, layer_pairs=layer_pairs)
         exact, own = _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw)
         for dtype in dtypes:
             _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
-from parity.suite import tolerances, verdict
+from parity.suite import compiled, tolerances, verdict
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
@@ -33,12 +33,21 @@ def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits, onehot).mean()
 
 
+def _loss(m, x, y, label_smoothing: float):
+    return smoothed_cross_entropy(m(x), y, label_smoothing)
+
+
+_value_and_grad = compiled.value_and_grad(_loss)
+"""(loss, d loss / d params): one function for every check, so equal graphs share a compile."""
+
+
 def gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, labels: np.ndarray, *,
-              label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32"
-              ) -> tuple[tuple[float, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """((torch loss, Flax loss), torch grads, Flax grads in torch naming/layout), dropout off."""
+              label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32",
+              torch_only: bool = False) -> tuple[tuple[float, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """((torch loss, Flax loss), torch grads, Flax grads in torch naming/layout), dropout off
+    (`torch_only`: the Flax loss is nan and its grads empty)."""
     with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
         set_mode(tm, fm, "train")
         with fixed_dropout(tm, fm, dropout_pairs, identity=True):
             tm.zero_grad(set_to_none=True)
@@ -46,14 +55,22 @@ def gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw
                                      label_smoothing=label_smoothing)
             loss_t.backward()
             t_grads = {k: p.grad.detach().numpy().copy() for k, p in tm.named_parameters() if p.grad is not None}
+            if torch_only:
+                return (float(loss_t.detach()), float("nan")), t_grads, {}
 
-            def loss_fn(m, x, y):
-                return smoothed_cross_entropy(m(x), y, label_smoothing)
-
-            loss_f, grads = nnx.jit(nnx.value_and_grad(loss_fn))(fm, flax_input(x_nchw, dtype),
-                                                                  jnp.asarray(labels, jnp.int32))
+            loss_f, grads = _value_and_grad(fm, flax_input(x_nchw, dtype), jnp.asarray(labels, jnp.int32),
+                                            static=(float(label_smoothing),))
             f_grads = state_tensors(grads, key_map)
     return (float(loss_t.detach()), float(loss_f)), t_grads, f_grads
+
+
+def torch_conditioning(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
+                       labels: np.ndarray, **kw) -> float:
+    """torch float32's own error on this batch (worst tensor, against its float64 gradient): how
+    ill-conditioned the batch is for any float32 implementation."""
+    _, exact, _ = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float64", torch_only=True, **kw)
+    _, own, _ = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float32", torch_only=True, **kw)
+    return max(gradient_errors(exact, own).values(), default=0.0)
 
 
 def gradient_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarray]) -> dict[str, float]:

@@ -45,15 +45,18 @@ def count_flips(torch_out: dict[str, np.ndarray], flax_out: dict[str, np.ndarray
     return flips
 
 
-def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[np.ndarray], *,
+def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[tuple], *,
                  layer_pairs: Sequence[ModulePair] | None = None, dropout_pairs: Sequence[ModulePair] = (),
-                 max_tries: int = 8) -> tuple[int, list[dict]]:
-    """(index of the first batch on which neither twin's float32 train-mode forward has a kink flip
-    against torch's float64 one, what each tried batch showed).
+                 label_smoothing: float = 0.0, max_tries: int = 8) -> tuple[int, list[dict]]:
+    """(index of the best-conditioned (images, labels) batch on which neither twin's float32 train-mode
+    forward has a kink flip against torch's float64 one, what each tried batch showed).
 
-    If none of the first `max_tries` is clean, the first on which the Flax twin (the one the check
-    judges) has none, else batch 0; the check's `where` then says so.
+    Conditioning is measured, not guessed: torch float32's own gradient error on the batch
+    (`gradient.torch_conditioning`). If every batch flips, the best one on which the Flax twin (the
+    one the check judges) does not, else the best-conditioned one; the check's `where` says so.
     """
+    from parity.suite.gradient import torch_conditioning
+
     pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     names = [n for n, _ in pairs]
     tm, fm = prepare(torch_model, flax_model, key_map)
@@ -61,7 +64,7 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
     tried = []
     with fixed_dropout(tm, fm, dropout_pairs, identity=True), flax_calls(fm, pairs) as flax_call:
         exact = copy.deepcopy(tm).double()  # torch in float64, dropout sites already swapped
-        for i, x in enumerate(batches[:max_tries]):
+        for i, (x, _) in enumerate(batches[:max_tries]):
             _, ref, _ = run_torch(exact, torch_input(x, "float64"), names)
             _, t_out, _ = run_torch(tm, torch_input(x, "float32"), names)
             _, f_out = flax_call(flax_input(x, "float32"))
@@ -70,16 +73,17 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
             layers = {f"{k} (jax)": n for k, n in jax_flips.items()} | {f"{k} (torch)": n for k, n in torch_flips.items()}
             tried.append({"batch": i, "flips": sum(layers.values()), "layers": layers,
                           "jax_flips": sum(jax_flips.values())})
-            if not layers:
-                break
+    for t, (x, y) in zip(tried, batches):
+        t["torch_error"] = torch_conditioning(torch_model, flax_model, key_map, x, y, label_smoothing=label_smoothing,
+                                              dropout_pairs=dropout_pairs)
     return choose_batch(tried), tried
 
 
 def choose_batch(tried: Sequence[dict]) -> int:
-    """The first batch where neither twin flips, else the first where the Flax twin (the one the
-    check judges) does not, else batch 0."""
-    for ok in (lambda t: not t["flips"], lambda t: not t["jax_flips"]):
-        chosen = next((t["batch"] for t in tried if ok(t)), None)
-        if chosen is not None:
-            return chosen
+    """The best-conditioned batch where neither twin flips, else where the Flax twin (the one the
+    check judges) does not, else the best-conditioned one."""
+    for ok in (lambda t: not t["flips"], lambda t: not t["jax_flips"], lambda t: True):
+        good = [t for t in tried if ok(t)]
+        if good:
+            return min(good, key=lambda t: t.get("torch_error", 0.0))["batch"]
     return 0

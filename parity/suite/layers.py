@@ -26,7 +26,7 @@ def layer_outputs(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_
     """(torch outputs, Flax outputs in Flax layout, torch names in the order their forward finished)."""
     pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype)
+        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
         set_mode(tm, fm, mode)
         with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), identity=True):
             _, t_out, order = run_torch(tm, torch_input(x_nchw, dtype), [n for n, _ in pairs])

@@ -32,6 +32,17 @@ class MaskBank:
         self.rates, self.seed, self.identity = dict(rates), seed, identity
         self._cache: dict[tuple, np.ndarray] = {}
 
+    def _key(self) -> tuple:
+        return tuple(sorted(self.rates.items())), self.seed, self.identity
+
+    # Equal banks draw equal masks: a static attribute of the swapped-in modules, they must compare
+    # equal for NNX's jit to reuse a compilation across checks.
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MaskBank) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def scale_nchw(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         key = (name, tuple(shape))
         if key not in self._cache:
@@ -74,6 +85,12 @@ class RandomBank:
 
     def __init__(self, *, seed: int = 0, identity: bool = False):
         self.seed, self.identity = seed, identity
+
+    def __eq__(self, other) -> bool:  # equal banks give equal values (see MaskBank.__eq__)
+        return isinstance(other, RandomBank) and (self.seed, self.identity) == (other.seed, other.identity)
+
+    def __hash__(self) -> int:
+        return hash((self.seed, self.identity))
 
     def __call__(self, kind: str, index: int, shape: tuple[int, ...], p: float | None = None) -> np.ndarray:
         shape = tuple(int(s) for s in shape)

@@ -1,8 +1,10 @@
 """Run either twin once and keep named module outputs: torch by forward hooks, Flax by wrappers.
 
 Flax modules are swapped for `FlaxRecorder`s that pass their input through and leave the output
-in a sink; the call is jitted (one compile), so the sink holds tracers only inside the traced
-function, which returns them as outputs.
+in a sink; the call is jitted, so the sink holds tracers only inside the traced function, which
+returns them as outputs. One jitted function for every caller (`compiled.module_jit`), cached by
+the model's graph: the families that run the same model in the same mode, recording the same
+layers (forward, layers, kink detection, BatchNorm steps), share one compile per dtype and shape.
 """
 
 from __future__ import annotations
@@ -15,46 +17,47 @@ import numpy as np
 import torch
 from flax import nnx
 
+from parity.suite.compiled import module_jit
 from parity.suite.twins import ModulePair, flax_get, swapped_flax
 
 
-class _Sink:
-    """Outputs recorded during one call, by torch module name (a plain object: static to NNX)."""
-
-    def __init__(self) -> None:
-        self.outputs: dict[str, object] = {}
+_SINK: dict[str, object] = {}
+"""Outputs recorded while `_traced` traces, by torch module name (process-wide: not part of any graph)."""
 
 
 class FlaxRecorder(nnx.Module):
     """Calls the wrapped module and records its output under `name`."""
 
-    def __init__(self, inner, sink: _Sink, name: str):
-        self.inner, self.sink, self.name = inner, sink, name
+    def __init__(self, inner, name: str):
+        self.inner, self.name = inner, name
 
     def __call__(self, *args, **kwargs):
         out = self.inner(*args, **kwargs)
-        self.sink.outputs[self.name] = out
+        _SINK[self.name] = out
         return out
+
+
+def _recorded(m, x):
+    _SINK.clear()
+    y = m(x)
+    out = dict(_SINK)
+    _SINK.clear()
+    return y, out
+
+
+_traced = module_jit(_recorded)
 
 
 @contextlib.contextmanager
 def flax_calls(model, record: Sequence[ModulePair] = ()) -> Iterator[Callable]:
-    """Yields `call(x) -> (output, {torch name: Flax output})`, jitted once for this model.
+    """Yields `call(x) -> (output, {torch name: Flax output})`, jitted (compiled once per graph and shape).
 
     BN statistics of the model update in train mode, as an eager call would update them.
     """
-    sink = _Sink()
-    wrappers = {tuple(path): FlaxRecorder(flax_get(model, tuple(path)), sink, name) for name, path in record}
-
-    def traced(m, x):
-        sink.outputs.clear()
-        y = m(x)
-        return y, dict(sink.outputs)
-
-    jitted = nnx.jit(traced)
+    wrappers = {tuple(path): FlaxRecorder(flax_get(model, tuple(path)), name) for name, path in record}
 
     def call(x: jax.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        y, rec = jitted(model, x)
+        y, rec = _traced(model, x)
         return np.asarray(y), {k: np.asarray(v) for k, v in rec.items()}
 
     with swapped_flax(model, wrappers):

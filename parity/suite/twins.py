@@ -92,7 +92,7 @@ def sync_weights(torch_model: torch.nn.Module, flax_model, key_map: Sequence[Key
         if new.shape != old.shape:
             raise ParityError(f"{m.torch_key}: converts to {new.shape}, Flax variable "
                               f"{path_str(m.flax_path)} is {old.shape}")
-        var.set_value(jnp.asarray(new, dtype=old.dtype))
+        var.set_value(jnp.asarray(new.astype(old.dtype, copy=False)))  # a numpy cast: no XLA op to compile
 
 
 def flax_tensors(flax_model, key_map: Sequence[KeyMappingLike]) -> dict[str, np.ndarray]:
@@ -119,20 +119,23 @@ def precision(dtype: str) -> contextlib.AbstractContextManager:
 
 
 def prepare(torch_model: torch.nn.Module, flax_model, key_map: Sequence[KeyMappingLike],
-            dtype: str = "float32") -> tuple[torch.nn.Module, object]:
+            dtype: str = "float32", *, torch_only: bool = False) -> tuple[torch.nn.Module, object]:
     """Copies of both models with the torch weights synced into the Flax one, cast to `dtype`.
 
     Weights are synced in float32 and then both sides are widened, so float64 runs start from
     bit-identical values. For float64, call this inside `precision("float64")`.
     """
-    tm, fm = copy.deepcopy(torch_model), nnx.clone(flax_model)
+    tm = copy.deepcopy(torch_model)
+    if torch_only:  # a torch-side measurement: the Flax model is passed through untouched
+        return (tm.double() if dtype == "float64" else tm), flax_model
+    fm = nnx.clone(flax_model)
     sync_weights(tm, fm, key_map)
     if dtype == "float64":
         tm.double()
         for _, var in nnx.to_flat_state(nnx.state(fm)):
             v = var.get_value()
             if jnp.issubdtype(v.dtype, jnp.floating):
-                var.set_value(jnp.asarray(v, jnp.float64))
+                var.set_value(jnp.asarray(np.asarray(v, np.float64)))
     return tm, fm
 
 
