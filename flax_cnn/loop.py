@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from flax_cnn import arch, report
+from flax_cnn import arch, files, report
 from flax_cnn.run_data import RunData
 from flax_cnn.run_dir import write_data_json
 from flax_cnn.train_config import TrainConfig
@@ -94,7 +94,7 @@ def _check_same_run(cfg: TrainConfig, out: Path) -> None:
     saved = out / "config.json"
     if not saved.exists():
         return
-    old = TrainConfig.from_dict(json.loads(saved.read_text())).to_dict()
+    old = TrainConfig.from_dict(files.read_json(saved, what="--resume: the run's config.json")).to_dict()
     for k, v in cfg.to_dict().items():
         if k not in RESUMABLE_CHANGES and old.get(k) != v:
             raise TrainingError(f"--resume: --{k.replace('_', '-')} is {v!r} but the run in {out} used {old.get(k)!r}; "
