@@ -1,6 +1,6 @@
 """The command line both trainers share: flags from TrainConfig, one-line errors, exit codes.
 
-Exit codes: 0 done, 1 training stopped (non-finite loss, a full disk), 2 bad
+Exit codes: 0 done, 1 training stopped (non-finite loss, a full disk, a lost peer process), 2 bad
 flags or an unusable file (data, weights, config, a damaged checkpoint with no intact one).
 """
 
@@ -44,6 +44,9 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
+        from flax_cnn import peers
+
+        peers.stop_on_peer_failure(e, prog)  # multi-process: a peer died; one line, exit 1
         if is_disk_full(e):
             print(f"{prog}: stopped: {disk_full_line(e)}", file=sys.stderr)
             return 1
