@@ -12,7 +12,9 @@ the checksums and restores the newest step that passes (`flax_cnn.resume`).
 
 from __future__ import annotations
 
+import logging
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -21,6 +23,19 @@ import orbax.checkpoint as ocp
 from flax_cnn import checksums, resume
 from flax_cnn.faults import (DiskFull, FileError, disk_full_message, is_disk_full, one_line,
                              quiet_closed_loop_callbacks, quiet_disk_full_logs)
+
+
+@contextmanager
+def _orbax_quiet():
+    """Orbax logs (absl, ERROR) each damaged file it meets while listing or restoring steps; the
+    resume reports each damaged checkpoint in one line of its own instead."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _sync(name: str) -> None:
@@ -40,12 +55,13 @@ class Checkpoints:
         quiet_disk_full_logs("absl", "asyncio")  # a failed save: DiskFull's one line, not a log per write
         quiet_closed_loop_callbacks()
         self.keep = keep
-        self.latest = ocp.CheckpointManager(  # no max_to_keep: old steps go only after checksums.json
-            (out / "checkpoints").absolute(), options=ocp.CheckpointManagerOptions(**opts))
-        self.best = ocp.CheckpointManager(
-            (out / "best").absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["test_accuracy"],
-                                                 best_mode="max", **opts))
+        with _orbax_quiet():  # it reads every step's metadata
+            self.latest = ocp.CheckpointManager(  # no max_to_keep: old steps go only after checksums.json
+                (out / "checkpoints").absolute(), options=ocp.CheckpointManagerOptions(**opts))
+            self.best = ocp.CheckpointManager(
+                (out / "best").absolute(),
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["test_accuracy"],
+                                                     best_mode="max", **opts))
 
     @staticmethod
     def _args(state, meta: dict) -> ocp.args.Composite:
@@ -96,11 +112,12 @@ class Checkpoints:
         Damaged newer ones are reported through `log` and moved aside; FileError if none is intact.
         """
         root = Path(self.latest.directory)
-        _, (state, meta) = resume.restore_newest_intact(
-            root, self.latest.all_steps(), lambda s: self._restore(self.latest, s, like), log=log,
-            move_aside=jax.process_index() == 0)
-        _sync("flax_cnn resumed")
-        self.latest.reload()  # the steps moved aside are gone from its listing
+        with _orbax_quiet():
+            _, (state, meta) = resume.restore_newest_intact(
+                root, self.latest.all_steps(), lambda s: self._restore(self.latest, s, like), log=log,
+                move_aside=jax.process_index() == 0)
+            _sync("flax_cnn resumed")
+            self.latest.reload()  # the steps moved aside are gone from its listing
         return state, meta
 
     def restore_best(self, like) -> tuple[object, dict]:

@@ -44,7 +44,10 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """`Type: first line of the message`, short enough for a one-line error."""
+    """`Type: first line of the message`, short enough for a one-line error. A bare `Exception`
+    wrapping another (orbax's around tensorstore's) gives way to the error it wraps."""
+    while type(exc) is Exception and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
     text = next((s.strip() for s in str(exc).splitlines() if s.strip()), "")
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[:limit - 1] + "…"
