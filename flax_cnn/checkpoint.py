@@ -69,7 +69,7 @@ class Checkpoints:
 
     @staticmethod
     def _save(mngr: ocp.CheckpointManager, step: int, args, **kw) -> None:
-        """Save `step` and its checksums; a full disk removes the partial step and raises DiskFull."""
+        """Save `step`, then its checksums; a full disk raises DiskFull (nothing of `step` is used later)."""
         root = Path(mngr.directory)
         if step in mngr.all_steps():  # written again by a run resumed from an older checkpoint
             mngr.delete(step)

@@ -1,9 +1,10 @@
 """`--resume` from the newest intact checkpoint, for both twins.
 
-Newest first, each checkpoint is verified against its checksum file and then restored (one without
-the file, from before checksums, is restored unverified and said so); one that fails either is
-reported in a line naming its step and the error, and the next older one is tried. The damaged ones newer than the one resumed from are moved aside to `<root>.damaged/`
-(not deleted), so the run can write those steps again. If none is intact nothing is moved and
+Newest first, each checkpoint is verified against its checksum file and then restored (one
+without the file, from before checksums, is restored unverified and said so); one that fails
+either is reported in a line naming its step and the error, and the next older one is tried.
+The damaged ones newer than the one resumed from are moved aside to `<root>.damaged/` (not
+deleted), so the run can write those steps again. If none is intact nothing is moved and
 `FileError` (exit 2) says so.
 """
 

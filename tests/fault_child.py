@@ -54,7 +54,7 @@ def _patch(point: str, step: int, marker: Path) -> None:
         def save_file(tensors, path, *a, **k):
             real_save(tensors, path, *a, **k)
             p = Path(path)
-            if p.name == "model.safetensors" and p.parent.name == f"{step}.tmp" and p.parent.parent.name == "checkpoints":
+            if p.name == "model.safetensors" and p.parent == p.parent.parent.parent / "checkpoints" / f"{step}.tmp":
                 _pause(marker)
 
         checkpoint.save_file = save_file

@@ -84,7 +84,8 @@ def test_sigkill_inside_a_save_then_resume_equals_uninterrupted(twin, point, req
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert marker.exists(), f"the run never reached the save of step 11: {proc.stderr.read() if proc.poll() is not None else ''}"
+    assert marker.exists(), "the run never reached the save of step 11: " + (
+        proc.stderr.read() if proc.poll() is not None else "still running")
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     ck = tmp_path / "run" / "checkpoints"

@@ -57,7 +57,8 @@ def test_the_newest_intact_checkpoint_is_restored_and_the_damaged_moved_aside(tm
     assert (step, meta) == (3, {"step": 3})
     assert logs[0] == f"checkpoint 8 in {root} is damaged (state/data is 1 byte, 10 were written): skipped"
     assert logs[1].startswith(f"checkpoint 6 in {root} is damaged (meta.json is 1 byte, ")
-    assert logs[2] == f"resuming from checkpoint 3 instead; the damaged ones moved to {tmp_path / 'checkpoints.damaged'}"
+    assert logs[2] == ("resuming from checkpoint 3 instead; the damaged ones moved to "
+                       f"{tmp_path / 'checkpoints.damaged'}")
     assert sorted(p.name for p in root.iterdir()) == ["3"]
     assert sorted(p.name for p in (tmp_path / "checkpoints.damaged").iterdir()) == ["6", "8"]
 
@@ -74,7 +75,8 @@ def test_a_restore_that_fails_after_the_checksums_pass_is_a_damaged_checkpoint(t
 
     logs = []
     assert restore_newest_intact(root, [3, 6], restore, log=logs.append) == (3, 3)
-    assert logs[0] == f"checkpoint 6 in {root} is damaged (ValueError: DATA_LOSS: Error reading 'opt_state.mu'): skipped"
+    assert logs[0] == (f"checkpoint 6 in {root} is damaged (ValueError: DATA_LOSS: Error reading 'opt_state.mu'): "
+                       "skipped")
 
 
 def test_no_intact_checkpoint_moves_nothing(tmp_path):
