@@ -1,6 +1,7 @@
 """The command line both trainers share: flags from TrainConfig, one-line errors, exit codes.
 
-Exit codes: 0 done, 1 training stopped (non-finite loss), 2 bad flags or unusable data.
+Exit codes: 0 done, 1 training stopped (non-finite loss, a full disk, a lost peer process), 2 bad
+flags or an unusable file (data, weights, config, a damaged checkpoint with no intact one).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
     """Parse, validate, run `train(cfg)`; turn expected failures into one line on stderr."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from flax_cnn.data.errors import DataError
+    from flax_cnn.faults import DiskFull, disk_full_line, is_disk_full
     from flax_cnn.loop import TrainingError
 
     cfg = parse(argv, prog, description)
@@ -35,10 +37,18 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
     except (ConfigError, DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except TrainingError as e:
+    except (TrainingError, DiskFull) as e:
         print(f"{prog}: stopped: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        from flax_cnn import peers
+
+        peers.stop_on_peer_failure(e, prog)  # multi-process: a peer died; one line, exit 1
+        if is_disk_full(e):
+            print(f"{prog}: stopped: {disk_full_line(e)}", file=sys.stderr)
+            return 1
+        raise
     return 0

@@ -26,8 +26,10 @@ def configure(*, cpu_devices: int, coordinator: str | None = None, num_processes
     """Set the CPU device count (0 = one per core) and join a multi-process run if asked."""
     jax.config.update("jax_num_cpu_devices", cpu_devices or physical_cores())
     if num_processes > 1:
+        from flax_cnn import peers
+
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+        peers.initialize(coordinator, num_processes=num_processes, process_id=process_id)
 
 
 def make_mesh(devices: int = 0) -> Mesh:

@@ -109,8 +109,8 @@ class JaxEngine:
         if test_accuracy is not None:
             self.ckpt.save_best(step, self.state, meta, test_accuracy)
 
-    def restore(self) -> dict:
-        self.state, meta = self.ckpt.restore_latest(self.state)
+    def restore(self, log=print) -> dict:
+        self.state, meta = self.ckpt.restore_latest(self.state, log=log)
         return meta
 
     def _sync_module(self) -> None:

@@ -138,7 +138,7 @@ def predict_main(load_classifier: Loader, argv: list[str] | None, prog: str) -> 
     try:
         run = RunDir.open(pcfg.checkpoint)
         logits_fn = load_classifier(run, pcfg.which)
-    except ConfigError as e:
+    except (ConfigError, DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     failed = 0

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from flax_cnn import arch, report
+from flax_cnn import arch, files, report
 from flax_cnn.run_data import RunData
 from flax_cnn.run_dir import write_data_json
 from flax_cnn.train_config import TrainConfig
@@ -38,7 +38,7 @@ class Engine(Protocol):
     def evaluate(self, batches) -> tuple[float, float, np.ndarray]: ...  # loss, accuracy, preds
     def has_checkpoint(self) -> bool: ...
     def save(self, step: int, meta: dict, *, test_accuracy: float | None = None) -> None: ...
-    def restore(self) -> dict: ...
+    def restore(self, log) -> dict: ...  # newest intact checkpoint; damaged ones reported via log
     def export_weights(self, path: Path) -> None: ...
     def num_params(self) -> int: ...
     def close(self) -> None: ...
@@ -94,7 +94,7 @@ def _check_same_run(cfg: TrainConfig, out: Path) -> None:
     saved = out / "config.json"
     if not saved.exists():
         return
-    old = TrainConfig.from_dict(json.loads(saved.read_text())).to_dict()
+    old = TrainConfig.from_dict(files.read_json(saved, what="--resume: the run's config.json")).to_dict()
     for k, v in cfg.to_dict().items():
         if k not in RESUMABLE_CHANGES and old.get(k) != v:
             raise TrainingError(f"--resume: --{k.replace('_', '-')} is {v!r} but the run in {out} used {old.get(k)!r}; "
@@ -113,11 +113,19 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
     wall0 = time.perf_counter()
     if cfg.resume and engine.has_checkpoint():
         _check_same_run(cfg, out)
-        meta = engine.restore()
+        meta = engine.restore(log)
         history, start_epoch, start_step = meta["history"], meta["epoch"], meta["step_in_epoch"]
+        if engine.is_primary and history:  # as the checkpoint has it (a write cut short, an older checkpoint)
+            report.write_metrics(out / "metrics.jsonl", history)
         if meta.get("finished"):
-            log(f"{out}: this run already finished {len(history)} epochs; nothing to do.")
-            return json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+            summary = _read_summary(out)
+            if summary is not None:
+                log(f"{out}: this run already finished {len(history)} epochs; nothing to do.")
+                return summary
+            log(f"{out}: all {len(history)} epochs are trained; writing the final artefacts the last run did not")
+            if engine.is_primary:
+                report.plot_curves(history, out / "curves.png", title=f"{engine.framework}: {out.name}")
+            return finish(cfg, engine, data, history, out, wall=meta.get("wall_seconds", 0.0), log=log)
         log(f"resuming {out} at epoch {start_epoch + 1}, step {start_step}/{steps}")
         wall0 -= meta.get("wall_seconds", 0.0)
         carried = meta.get("epoch_seconds_so_far", 0.0)
@@ -238,6 +246,13 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("run directory", str(out)),
     ]))
     return summary
+
+
+def _read_summary(out: Path) -> dict | None:
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _silent(*args, **kwargs) -> None:

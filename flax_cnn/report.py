@@ -16,9 +16,12 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_acc
 
 def write_metrics(path: Path, history: list[dict]) -> None:
     """Rewrite metrics.jsonl from the full history (one JSON object per epoch)."""
+    from flax_cnn.faults import writing
+
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
-    tmp.replace(path)
+    with writing(path, partial=tmp):  # a full disk: one line, the previous metrics.jsonl stays
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in history))
+        tmp.replace(path)
 
 
 def read_metrics(path: Path) -> list[dict]:

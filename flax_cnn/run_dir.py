@@ -12,6 +12,8 @@ from pathlib import Path
 
 from flax_cnn.config import ConfigError, ModelConfig
 from flax_cnn.data.stats import ChannelStats
+from flax_cnn.faults import FileError, one_line
+from flax_cnn.files import read_json
 from flax_cnn.train_config import TrainConfig
 
 WEIGHTS = {"final": "model.safetensors", "best": "best.safetensors"}
@@ -29,14 +31,23 @@ class RunDir:
     def open(cls, path: str | Path) -> RunDir:
         """Read `path`; ConfigError (one line) if it is not a finished run directory."""
         p = Path(path)
+        if not p.is_dir():
+            raise ConfigError(f"--checkpoint {p}: " + ("no such directory" if not p.exists() else "not a directory"))
         for name in ("config.json", "data.json"):
             if not (p / name).is_file():
                 raise ConfigError(f"--checkpoint {p}: not a run directory (no {name})")
-        raw = json.loads((p / "config.json").read_text())
-        data = json.loads((p / "data.json").read_text())
-        cfg = TrainConfig.from_dict(raw)
-        mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else cfg.model_config()
-        return cls(p, cfg, mcfg, ChannelStats.from_dict(data["stats"]), tuple(data["class_names"]))
+        raw = read_json(p / "config.json", what="--checkpoint")
+        data = read_json(p / "data.json", what="--checkpoint")
+        try:
+            cfg = TrainConfig.from_dict(raw)
+            mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else cfg.model_config()
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
+            raise FileError(f"--checkpoint {p / 'config.json'}: not a run's configuration ({one_line(e)})") from None
+        try:
+            stats, names = ChannelStats.from_dict(data["stats"]), tuple(data["class_names"])
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise FileError(f"--checkpoint {p / 'data.json'}: not a run's data description ({one_line(e)})") from None
+        return cls(p, cfg, mcfg, stats, names)
 
     def weights(self, which: str = "final") -> Path:
         if which not in WEIGHTS:
@@ -50,7 +61,10 @@ class RunDir:
         """'jax' or 'torch': from summary.json, or mid-run from the checkpoint format; '?' if neither."""
         s = self.path / "summary.json"
         if s.is_file():
-            return json.loads(s.read_text()).get("framework", "?")
+            try:
+                return json.loads(s.read_text()).get("framework", "?")
+            except (OSError, ValueError, AttributeError):
+                pass  # unreadable: fall back on the checkpoint format
         for step in sorted((self.path / "checkpoints").glob("*")):
             if (step / "model.safetensors").is_file():
                 return "torch"  # torch_ref.checkpoint: safetensors + JSON per step

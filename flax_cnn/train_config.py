@@ -119,7 +119,9 @@ class TrainConfig:
     """Multi-process run: this process's index (0 writes the run directory)."""
 
     def model_config(self) -> ModelConfig:
-        base = ModelConfig.from_dict(json.loads(Path(self.model).read_text())) if self.model else ModelConfig()
+        from flax_cnn.files import read_json
+
+        base = ModelConfig.from_dict(read_json(self.model, what="--model")) if self.model else ModelConfig()
         return base.replace(dropout=self.dropout)
 
     def replace(self, **changes) -> TrainConfig:
@@ -181,8 +183,12 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
+        from flax_cnn.faults import FileError
+
         try:
             cfg.model_config()
+        except FileError:
+            raise  # unreadable or not JSON: its message names the file already
         except (ValueError, TypeError, KeyError) as e:
             raise ConfigError(f"--model {cfg.model}: not a valid ModelConfig JSON ({e})") from None
     if cfg.init_from is not None:

@@ -148,11 +148,10 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str | Path, metadata:
 
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    """All tensors of `path`; FileError (one line naming it) if it is missing, truncated or not safetensors."""
+    from flax_cnn.files import read_safetensors
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    return load_file(str(path))
+    return read_safetensors(path)
 
 
 def save_weights(model: nnx.Module, path: str | Path) -> None:
@@ -161,5 +160,14 @@ def save_weights(model: nnx.Module, path: str | Path) -> None:
 
 
 def load_weights(model: nnx.Module, path: str | Path) -> None:
-    """Load torch-named safetensors (written by either twin) into the Flax model in place."""
-    import_tensors(model, load_safetensors(path))
+    """Load torch-named safetensors (written by either twin) into the Flax model in place.
+
+    FileError naming the file if it cannot be read or does not fit the model (a key or shape).
+    """
+    from flax_cnn.faults import FileError
+
+    tensors = load_safetensors(path)
+    try:
+        import_tensors(model, tensors)
+    except WeightsError as e:
+        raise FileError(f"{path}: these weights do not fit the model ({e})") from None

@@ -2,8 +2,10 @@
 
 Layout of one checkpoint directory `<root>/<step>/`: `model.safetensors` (state_dict),
 `optimizer.safetensors` + `optimizer.json` (per-parameter Adam moments; param_groups),
-`scheduler.json`, `rng.safetensors` (torch's CPU generator state, for dropout), `meta.json`.
-Written to a temporary directory and renamed, so a crash never leaves half a checkpoint.
+`scheduler.json`, `rng.safetensors` (torch's CPU generator state, for dropout), `meta.json`, and
+last `checksums.json` (sizes and SHA-256 of the others, `flax_cnn.checksums`). Written to a
+temporary directory and renamed, so a crash never leaves half a checkpoint; `--resume` verifies
+the checksums and restores the newest step that passes (`flax_cnn.resume`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from flax_cnn import checksums, resume
+from flax_cnn.faults import DiskFull, disk_full_message, is_disk_full
 
 
 def _optimizer_split(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -50,6 +55,7 @@ def save(dirpath: Path, *, model, optimizer, scheduler, metrics: dict[str, torch
     save_file({"cpu": torch.get_rng_state(), **{f"metric.{k}": v.detach().cpu() for k, v in metrics.items()}},
               str(tmp / "rng.safetensors"))
     (tmp / "meta.json").write_text(json.dumps(meta))
+    checksums.write(tmp)
     shutil.rmtree(dirpath, ignore_errors=True)
     tmp.rename(dirpath)
 
@@ -73,6 +79,9 @@ class Checkpoints:
 
     def __init__(self, out: Path, *, keep: int):
         self.latest_root, self.best_root, self.keep = out / "checkpoints", out / "best", keep
+        for root in (self.latest_root, self.best_root):  # saves cut short (kill, full disk): never used
+            for tmp in root.glob("*.tmp") if root.is_dir() else ():
+                shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
     def _steps(root: Path) -> list[int]:
@@ -82,19 +91,41 @@ class Checkpoints:
         steps = self._steps(self.latest_root)
         return steps[-1] if steps else None
 
+    def _save(self, dirpath: Path, **state) -> None:
+        """`save`, turning a full disk into DiskFull after removing the partial checkpoint."""
+        try:
+            save(dirpath, **state)
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            shutil.rmtree(dirpath.with_name(dirpath.name + ".tmp"), ignore_errors=True)
+            kept = [s for s in self._steps(dirpath.parent) if str(s) != dirpath.name]
+            raise DiskFull(disk_full_message(int(dirpath.name), dirpath.parent, kept)) from None
+
+    def _best_accuracy(self, steps: list[int]) -> float | None:
+        """The kept best's test accuracy; None if there is none or it cannot be read (it is replaced)."""
+        try:
+            return json.loads((self.best_root / str(steps[-1]) / "meta.json").read_text()).get("test_accuracy")
+        except (IndexError, OSError, ValueError, AttributeError):
+            return None
+
     def save(self, step: int, *, test_accuracy: float | None = None, **state) -> None:
-        save(self.latest_root / str(step), **state)
+        self._save(self.latest_root / str(step), **state)
         for old in self._steps(self.latest_root)[:-self.keep]:
             shutil.rmtree(self.latest_root / str(old))
         if test_accuracy is None:
             return
         best = self._steps(self.best_root)
-        prev = json.loads((self.best_root / str(best[-1]) / "meta.json").read_text()).get("test_accuracy") if best else None
+        prev = self._best_accuracy(best)
         if prev is None or test_accuracy > prev:
-            save(self.best_root / str(step), **dict(state, meta=dict(state["meta"], test_accuracy=test_accuracy)))
+            self._save(self.best_root / str(step), **dict(state, meta=dict(state["meta"], test_accuracy=test_accuracy)))
             for old in best:
                 if old != step:
                     shutil.rmtree(self.best_root / str(old))
 
-    def load_latest(self, **objs) -> tuple[dict, dict]:
-        return load(self.latest_root / str(self.latest_step()), **objs)
+    def load_latest(self, *, log=print, **objs) -> tuple[dict, dict]:
+        """Restore the newest intact checkpoint into `objs` (model, optimizer, scheduler); damaged newer
+        ones are reported through `log` and moved aside; FileError if none is intact."""
+        _, got = resume.restore_newest_intact(self.latest_root, self._steps(self.latest_root),
+                                              lambda s: load(self.latest_root / str(s), **objs), log=log)
+        return got

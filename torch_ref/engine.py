@@ -105,8 +105,8 @@ class TorchEngine:
         self.ckpt.save(step, model=self.model, optimizer=self.opt, scheduler=self.sched, metrics=self.metrics,
                        meta=meta, test_accuracy=test_accuracy)
 
-    def restore(self) -> dict:
-        metrics, meta = self.ckpt.load_latest(model=self.model, optimizer=self.opt, scheduler=self.sched)
+    def restore(self, log=print) -> dict:
+        metrics, meta = self.ckpt.load_latest(log=log, model=self.model, optimizer=self.opt, scheduler=self.sched)
         self.metrics = {k: v.to(self.device) for k, v in metrics.items()}
         return meta
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from flax_cnn.weights import check_shapes
+from flax_cnn.weights import WeightsError, check_shapes
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
@@ -24,7 +24,15 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Load safetensors written by either twin into `model` in place."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such weights file")
-    load_state(model, load_file(str(path)))
+    """Load safetensors written by either twin into `model` in place.
+
+    FileError naming the file if it cannot be read or does not fit the model (a key or shape).
+    """
+    from flax_cnn.faults import FileError
+    from flax_cnn.files import read_safetensors
+
+    tensors = read_safetensors(path, framework="pt")
+    try:
+        load_state(model, tensors)
+    except WeightsError as e:
+        raise FileError(f"{path}: these weights do not fit the model ({e})") from None

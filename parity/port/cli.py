@@ -47,6 +47,10 @@ def load_factory(spec: str):
         obj = importlib.import_module(mod_name)
     except ImportError as e:
         raise ValueError(f"--module {spec!r}: cannot import {mod_name} ({e})") from e
+    except Exception as e:  # the file is there but broken: a syntax error, null bytes, an error it raises
+        where = f" in {e.filename}, line {e.lineno}" if isinstance(e, SyntaxError) and e.filename else ""
+        raise ValueError(f"--module {spec!r}: importing {mod_name} failed{where} "
+                         f"({type(e).__name__}: {_first_line(e)})") from e
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ValueError(f"--module {spec!r}: {mod_name} has no attribute {attr}")
@@ -54,6 +58,10 @@ def load_factory(spec: str):
     if not callable(obj):
         raise ValueError(f"--module {spec!r}: {attr} is not callable")
     return obj
+
+
+def _first_line(e: BaseException) -> str:
+    return next((s.strip() for s in str(e).splitlines() if s.strip()), "")[:200]
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -86,7 +94,10 @@ def run(args: PortArgs) -> int:
     shape = parse_shape(args.input_shape)
     factory = load_factory(args.module)
     torch.manual_seed(args.seed)
-    model = factory()
+    try:
+        model = factory()
+    except Exception as e:
+        raise ValueError(f"--module {args.module!r}: calling it failed ({type(e).__name__}: {_first_line(e)})") from e
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"--module {args.module}: returned {type(model).__name__}, not a torch.nn.Module")
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(args.seed))
