@@ -41,10 +41,12 @@ class CheckInputs:
 
 def twin_pair(torch_module: torch.nn.Module, result: PortResult):
     """The pair as `parity.suite` takes it: every ported layer is compared, dropout sites get fixed masks."""
+    from parity.port.probe import PortProbe
     from parity.suite.pair import TwinPair
 
     return TwinPair(torch_module, result.module, list(result.key_map), list(result.layer_pairs),
-                    list(result.dropout_pairs), [f"ported from {result.module.port_source}"])
+                    list(result.dropout_pairs), [f"ported from {result.module.port_source}"],
+                    kink_probe=PortProbe(result))
 
 
 def random_batches(input_shape: tuple[int, ...], num_classes: int, *, count: int = 3, seed: int = 0):

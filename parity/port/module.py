@@ -54,6 +54,15 @@ class PortedModule(nnx.Module):
         self.deterministic = False
 
     def __call__(self, x, key=None):
+        prog, env = self._run(x, key)
+        return _resolve(prog.output, env)
+
+    def values(self, x, names: tuple[str, ...], key=None) -> dict[str, Any]:
+        """The program's values `names` (fx node names) for input `x`: what a parity probe reads."""
+        _, env = self._run(x, key)
+        return {n: env[n] for n in names if n in env}
+
+    def _run(self, x, key):
         if self.port_batch_size is not None and x.shape[0] != self.port_batch_size:
             raise ValueError(f"this port of {self.port_source} runs only with batch {self.port_batch_size} "
                              f"(its forward uses the batch size as a Python number); got {x.shape[0]}: port it "
@@ -63,7 +72,7 @@ class PortedModule(nnx.Module):
         env: dict[str, Any] = {prog.input: x}
         for op in prog.ops:
             env[op.out] = self._apply(op, env, key)
-        return _resolve(prog.output, env)
+        return prog, env
 
     def _apply(self, op: Op, env: dict[str, Any], key):
         args, kwargs = _resolve(op.args, env), {k: _resolve(v, env) for k, v in op.kwargs}

@@ -49,18 +49,23 @@ def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[
     return exact, own
 
 
+WHATS = ("eval mode (running stats)", "train mode (batch stats), dropout off")
+
+
 def forward_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *,
                    dropout_pairs: Sequence[ModulePair] = (), layer_pairs: Sequence[ModulePair] | None = None,
                    dtypes: Sequence[str] = ("float32",)) -> list[Check]:
     """Eval-mode and train-mode logits (dropout switched off at `dropout_pairs`, if any), per dtype,
     judged against torch float64 with torch float32's own error as the yardstick."""
     out = []
-    for mode, what in (("eval", "eval mode (running stats)"), ("train", "train mode (batch stats), dropout off")):
+    for mode, what in zip(("eval", "train"), WHATS):
         kw = dict(mode=mode, dropout_pairs=dropout_pairs, layer_pairs=layer_pairs)
         exact, own = _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw)
-        for dtype in dtypes:
+        flax32 = None
+        for dtype in sorted(dtypes, key=lambda d: d != "float32"):  # float32 first: float64's yardstick reads it
             _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
-            out.append(_check(f"{what} [{dtype}]", f, exact, own, dtype))
+            flax32 = f if dtype == "float32" else flax32
+            out.append(_check(f"{what} [{dtype}]", f, exact, own, dtype, flax32))
     return out
 
 
@@ -70,15 +75,16 @@ def dropout_check(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_
     kw = dict(mode="train", dropout_pairs=dropout_pairs, masks="same", seed=seed)
     exact, own = _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw)
     _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
+    flax32 = f if dtype == "float32" else logits_pair(torch_model, flax_model, key_map, x_nchw, **kw)[1]
     rates = sorted({float(getattr(torch_model.get_submodule(n), "p", 0.0)) for n, _ in dropout_pairs})
     check = _check(f"train mode, same dropout masks (p={'/'.join(f'{r:g}' for r in rates)}) [{dtype}]", f, exact, own,
-                   dtype)
+                   dtype, flax32)
     return Check(check.family, check.name, check.error, check.tol, check.where,
                  dict(check.details, dropout_sites=len(dropout_pairs), rates=rates))
 
 
-def _check(name: str, f: np.ndarray, exact: np.ndarray, own: np.ndarray, dtype: str) -> Check:
-    j = verdict.judge(f, exact, own, dtype=dtype, floor=tolerances.forward(dtype))
+def _check(name: str, f: np.ndarray, exact: np.ndarray, own: np.ndarray, dtype: str, flax32=None) -> Check:
+    j = verdict.judge(f, exact, own, dtype=dtype, floor=tolerances.forward(dtype), flax_f32=flax32)
     details = {"max_abs_logit": float(np.max(np.abs(exact))), "max_abs_diff": float(np.max(np.abs(f - exact)))
                if f.shape == exact.shape else None, "shape": list(exact.shape), **j.to_dict(),
                "reference": "torch float64", "allowed_rule": verdict.yardstick_note(dtype)}

@@ -111,11 +111,14 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                                                    **kw)
     own = gradient_errors(ref, t_grads)
     own_loss = abs(loss_t - ref_loss) / abs(ref_loss)
+    flax32 = gradient_errors(ref, f_grads)
+    flax32_loss = abs(loss_f - ref_loss) / abs(ref_loss)
     checks = []
     for dtype in dtypes:
         loss, grads = (loss64, flax64) if dtype == "float64" else (loss_f, f_grads)
         checks += _checks(dtype, key_map, label_smoothing, loss, grads, ref_loss, ref, own, own_loss, batch_note,
-                          jax_vs_torch_f32=gradient_errors(t_grads, grads) if dtype == "float32" else None)
+                          jax_vs_torch_f32=gradient_errors(t_grads, grads) if dtype == "float32" else None,
+                          flax32=(flax32, flax32_loss) if dtype == "float64" else None)
     if any(not c.passed for c in checks):
         from parity.suite.backward import locate
 
@@ -128,13 +131,16 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
 
 def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: float, loss: float,
             grads: dict[str, np.ndarray], ref_loss: float, ref: dict[str, np.ndarray], own: dict[str, float],
-            own_loss: float, batch_note: str, jax_vs_torch_f32: dict[str, float] | None = None) -> list[Check]:
-    """The loss check and the every-tensor check of one dtype against the exact reference."""
+            own_loss: float, batch_note: str, jax_vs_torch_f32: dict[str, float] | None = None,
+            flax32: tuple[dict[str, float], float] | None = None) -> list[Check]:
+    """The loss check and the every-tensor check of one dtype against the exact reference
+    (`flax32`: the Flax float32 errors, for the float64 yardstick)."""
     floor = tolerances.gradient(dtype)
     errors = gradient_errors(ref, grads)
+    f32, f32_loss = flax32 if flax32 is not None else ({}, 0.0)
     rows = []
     for k in (m.torch_key for m in key_map if m.torch_key in ref):  # layer order: first bad = nearest the input
-        j = verdict.judged(errors[k], own[k], dtype=dtype, floor=floor)
+        j = verdict.judged(errors[k], own[k], dtype=dtype, floor=floor, flax_f32_error=f32.get(k, 0.0))
         row = {"tensor": k, **j.to_dict(), "passed": j.passed, "ratio": j.ratio,
                "max_abs_grad": float(np.max(np.abs(ref[k]), initial=0.0))}
         if jax_vs_torch_f32 is not None:
@@ -144,7 +150,8 @@ def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: floa
     first_bad = next((r for r in rows if not r["passed"]), None)
     where = f"first tensor off: {first_bad['tensor']}" if first_bad else f"worst: {worst['tensor']}"
     where += f"; {batch_note}" if batch_note else ""
-    lj = verdict.judged(abs(loss - ref_loss) / abs(ref_loss), own_loss, dtype=dtype, floor=floor)
+    lj = verdict.judged(abs(loss - ref_loss) / abs(ref_loss), own_loss, dtype=dtype, floor=floor,
+                        flax_f32_error=f32_loss)
     loss_details = {"torch": ref_loss, "jax": loss, "reference": "torch float64", **lj.to_dict()}
     rule = verdict.yardstick_note(dtype)
     return [

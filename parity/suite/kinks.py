@@ -12,10 +12,11 @@ against the exact (float64) one; `smooth_batch` finds one.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from parity.suite.compiled import module_jit
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import flax_calls, run_torch
@@ -45,15 +46,34 @@ def count_flips(torch_out: dict[str, np.ndarray], flax_out: dict[str, np.ndarray
     return flips
 
 
+class KinkProbe(Protocol):
+    """Reads the inputs of every kink op (a ported model knows them all, functional ReLUs included)."""
+
+    value_names: tuple[str, ...]
+
+    def torch_inputs(self, torch_model, x_nchw: np.ndarray, dtype: str) -> dict[str, np.ndarray]: ...
+    def flax_inputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def flips(self, exact: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, int]: ...
+
+
+def _values(m, x, names):
+    return m.values(x, names)
+
+
+_flax_values = module_jit(_values)
+
+
 def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], batches: Sequence[tuple], *,
                  layer_pairs: Sequence[ModulePair] | None = None, dropout_pairs: Sequence[ModulePair] = (),
-                 label_smoothing: float = 0.0, max_tries: int = 8) -> tuple[int, list[dict]]:
+                 label_smoothing: float = 0.0, max_tries: int = 8,
+                 probe: KinkProbe | None = None) -> tuple[int, list[dict]]:
     """(index of the best-conditioned (images, labels) batch on which neither twin's float32 train-mode
     forward has a kink flip against torch's float64 one, what each tried batch showed).
 
     Conditioning is measured, not guessed: torch float32's own gradient error on the batch
     (`gradient.torch_conditioning`). If every batch flips, the best one on which the Flax twin (the
     one the check judges) does not, else the best-conditioned one; the check's `where` says so.
+    Flips are counted at the recorded layers' outputs, or at every kink op's input with a `probe`.
     """
     from parity.suite.gradient import torch_conditioning
 
@@ -65,11 +85,17 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
     with fixed_dropout(tm, fm, dropout_pairs, identity=True), flax_calls(fm, pairs) as flax_call:
         exact = copy.deepcopy(tm).double()  # torch in float64, dropout sites already swapped
         for i, (x, _) in enumerate(batches[:max_tries]):
-            _, ref, _ = run_torch(exact, torch_input(x, "float64"), names)
-            _, t_out, _ = run_torch(tm, torch_input(x, "float32"), names)
-            _, f_out = flax_call(flax_input(x, "float32"))
-            jax_flips = count_flips(ref, f_out)
-            torch_flips = count_flips(ref, {k: to_flax_layout(v) for k, v in t_out.items()})
+            if probe is not None:
+                ref = probe.torch_inputs(exact, x, "float64")
+                values = _flax_values(fm, flax_input(x, "float32"), static=(probe.value_names,))
+                jax_flips = probe.flips(ref, probe.flax_inputs({k: np.asarray(v) for k, v in values.items()}))
+                torch_flips = probe.flips(ref, probe.torch_inputs(tm, x, "float32"))
+            else:
+                _, ref, _ = run_torch(exact, torch_input(x, "float64"), names)
+                _, t_out, _ = run_torch(tm, torch_input(x, "float32"), names)
+                _, f_out = flax_call(flax_input(x, "float32"))
+                jax_flips = count_flips(ref, f_out)
+                torch_flips = count_flips(ref, {k: to_flax_layout(v) for k, v in t_out.items()})
             layers = {f"{k} (jax)": n for k, n in jax_flips.items()} | {f"{k} (torch)": n for k, n in torch_flips.items()}
             tried.append({"batch": i, "flips": sum(layers.values()), "layers": layers,
                           "jax_flips": sum(jax_flips.values())})

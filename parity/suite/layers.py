@@ -45,14 +45,15 @@ def layer_errors(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_n
     kw = dict(layer_pairs=pairs, mode=mode, dropout_pairs=dropout_pairs)
     exact, _, order = layer_outputs(torch_model, flax_model, key_map, x_nchw, dtype="float64", torch_only=True, **kw)
     own, _, _ = layer_outputs(torch_model, flax_model, key_map, x_nchw, dtype="float32", torch_only=True, **kw)
-    out = {}
-    for dtype in dtypes:
+    out, flax32 = {}, {}
+    for dtype in sorted(dtypes, key=lambda d: d != "float32"):  # float32 first: float64's yardstick reads it
         _, f_out, _ = layer_outputs(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
+        flax32 = f_out if dtype == "float32" else flax32
         rows = []
         for name in dict.fromkeys(order):  # a module called twice is compared on its last call
             t, f = exact[name], f_out.get(name)
             j = verdict.judge(f if f is not None else np.full(t.shape, np.inf), t, own[name], dtype=dtype,
-                              floor=tolerances.forward(dtype))
+                              floor=tolerances.forward(dtype), flax_f32=flax32.get(name))
             rows.append({"layer": name, "flax_path": path_str(flax_path[name]), "shape": list(t.shape),
                          **j.to_dict(), "passed": j.passed,
                          "note": "" if f is None or f.shape == t.shape else f"Flax shape {list(f.shape)}"})

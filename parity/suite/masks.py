@@ -103,6 +103,11 @@ class RandomBank:
         return (u >= p) / (1.0 - p) if kind == "dropout" else u
 
 
+PATCHED: dict = {}
+"""While `_torch_random_fixed` is active: torch's original random function -> its fixed-value stand-in
+(for code holding the original, such as a traced fx graph)."""
+
+
 @contextlib.contextmanager
 def _torch_random_fixed(model: torch.nn.Module, bank: RandomBank) -> Iterator[None]:
     """torch's random functions draw from `bank`, numbered by call order within each forward of `model`."""
@@ -145,11 +150,13 @@ def _torch_random_fixed(model: torch.nn.Module, bank: RandomBank) -> Iterator[No
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     reset = model.register_forward_pre_hook(lambda *_: count.__setitem__(0, 0))
     try:
-        for owner, name, fn in patches:
+        for (owner, name, fn), (_, _, original) in zip(patches, originals):
             setattr(owner, name, fn)
+            PATCHED[original] = fn
         yield
     finally:
         reset.remove()
+        PATCHED.clear()
         for owner, name, fn in originals:
             setattr(owner, name, fn)
 

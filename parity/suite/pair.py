@@ -36,6 +36,8 @@ class TwinPair:
     layer_pairs: Sequence[ModulePair] = ()
     dropout_pairs: Sequence[ModulePair] = ()
     notes: list[str] = field(default_factory=list)
+    kink_probe: object | None = None
+    """A `kinks.KinkProbe` that reads every kink op's input (a ported model's); None: layer outputs."""
 
 
 def project_pairs(cfg: ModelConfig) -> tuple[list[ModulePair], list[ModulePair]]:

@@ -87,7 +87,7 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
     def gradient():
         i, tried = smooth_batch(tm, fm, km, inputs.batches[:options.gradient_candidates],
                                 layer_pairs=pair.layer_pairs or None, dropout_pairs=pair.dropout_pairs,
-                                label_smoothing=inputs.train_cfg.label_smoothing)
+                                label_smoothing=inputs.train_cfg.label_smoothing, probe=pair.kink_probe)
         note = _kink_note(i, tried)
         gx, gy = inputs.batches[i]
         return gradient_checks(tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs,

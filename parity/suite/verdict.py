@@ -24,8 +24,8 @@ from parity.suite.results import rel_err
 class Judged:
     """One compared item: the Flax error against the exact result, torch's own, what is allowed.
 
-    `torch_error` is torch's own error in the item's dtype: measured in float32, estimated in
-    float64 (its float32 error × 2^-29)."""
+    `torch_error` is the yardstick in the item's dtype: torch's own error measured in float32; in
+    float64 the conditioning estimate (torch's and the Flax twin's float32 errors) × 2^-29."""
 
     error: float
     torch_error: float
@@ -44,21 +44,28 @@ class Judged:
         return {"error": self.error, "torch_error": self.torch_error, "allowed": self.allowed}
 
 
-def own_error(torch_f32_error: float, dtype: str) -> float:
-    """torch's own error in `dtype`: measured in float32, scaled by 2^-29 for float64."""
-    own = torch_f32_error if dtype == "float32" else torch_f32_error * tolerances.FLOAT64_PER_FLOAT32
-    return own if math.isfinite(own) else 0.0  # a torch float32 overflow is no licence for the port
+def own_error(torch_f32_error: float, dtype: str, flax_f32_error: float = 0.0) -> float:
+    """The yardstick in `dtype`: torch's float32 error; for float64 both float32 errors × 2^-29."""
+    own = torch_f32_error if dtype == "float32" else \
+        (torch_f32_error + flax_f32_error) * tolerances.FLOAT64_PER_FLOAT32
+    return own if math.isfinite(own) else 0.0  # a float32 overflow is no licence for the port
 
 
-def judged(error: float, torch_f32_error: float, *, dtype: str, floor: float) -> Judged:
-    """What a port may be off the exact result: `YARDSTICK_FACTOR` × torch's own error in `dtype`, at least `floor`."""
-    own = own_error(torch_f32_error, dtype)
+def judged(error: float, torch_f32_error: float, *, dtype: str, floor: float, flax_f32_error: float = 0.0) -> Judged:
+    """What a port may be off the exact result: `YARDSTICK_FACTOR` × the yardstick in `dtype`, at least `floor`.
+
+    `flax_f32_error` (float64 items only) is the Flax twin's float32 error on the same item; the
+    float32 verdict has already held it to torch's."""
+    own = own_error(torch_f32_error, dtype, flax_f32_error)
     return Judged(error, own, max(tolerances.YARDSTICK_FACTOR * own, floor))
 
 
-def judge(flax, exact, torch_f32, *, dtype: str, floor: float) -> Judged:
-    """`flax` (in `dtype`) against `exact` (torch float64), with torch float32's own error as the yardstick."""
-    return judged(rel_err(flax, exact), rel_err(torch_f32, exact), dtype=dtype, floor=floor)
+def judge(flax, exact, torch_f32, *, dtype: str, floor: float, flax_f32=None) -> Judged:
+    """`flax` (in `dtype`) against `exact` (torch float64), torch float32's own error the yardstick
+    (in float64, with the Flax float32 result's error `flax_f32` beside it)."""
+    f32 = rel_err(flax_f32, exact) if flax_f32 is not None and dtype == "float64" else 0.0
+    return judged(rel_err(flax, exact), rel_err(torch_f32, exact), dtype=dtype, floor=floor,
+                  flax_f32_error=f32 if math.isfinite(f32) else 0.0)
 
 
 def worst(items: dict[str, Judged]) -> tuple[str, Judged]:
@@ -69,4 +76,4 @@ def worst(items: dict[str, Judged]) -> tuple[str, Judged]:
 def yardstick_note(dtype: str) -> str:
     f = tolerances.YARDSTICK_FACTOR
     return (f"allowed = max({f:g} × torch float32's own error, floor)" if dtype == "float32" else
-            f"allowed = max({f:g} × torch float32's own error × 2^-29, floor)")
+            f"allowed = max({f:g} × (torch's + the Flax twin's float32 errors) × 2^-29, floor)")
