@@ -37,8 +37,23 @@ def format_table(report: Report, *, max_check_width: int = 78) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths) + "  -----")
     lines.append("")
+    agreement = float64_agreement(report)
+    if agreement is not None:
+        lines.append(f"float64: the twins agree to {agreement:.1e} (largest difference over every compared value)")
     lines.append(verdict(report))
     return "\n".join(lines)
+
+
+def float64_agreement(report: Report) -> float | None:
+    """The largest Flax-vs-torch difference over every value the float64 checks compared (None: none ran)."""
+    worst = None
+    for c in report.checks:
+        if "[float64]" not in c.name or c.skipped:
+            continue
+        rows = c.details.get("tensors") or c.details.get("layers") or c.details.get("buffers") or []
+        errors = [r["error"] for r in rows if "error" in r] + [c.error]
+        worst = max(errors) if worst is None else max(worst, *errors)
+    return worst
 
 
 def verdict(report: Report) -> str:
