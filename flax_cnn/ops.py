@@ -1,9 +1,14 @@
-"""Convolution kernels for the Flax twin (NHWC activations, HWIO kernels), chosen for XLA:CPU.
+"""Convolution kernels for the Flax twin (NHWC activations, HWIO kernels), chosen per backend.
 
 Every conv pads symmetrically by an explicit amount, as torch's `padding=` does. XLA's 'SAME'
 pads a stride-2 3×3 conv on an even map by (0, 1) instead of (1, 1) — a parity trap.
 
-Formulations, each measured on the train step (`python -m parity.bench`; README "Performance"):
+Two formulations (`FORMULATIONS`), picked when a step is traced, never at run time: "xla", XLA's
+native convolution for every conv (`feature_group_count` for depthwise; GPU and TPU, where cuDNN or
+the TPU compiler own the conv), and "cpu_tuned" (the default on CPU). `formulation(name)` or
+$FLAX_CNN_OPS overrides the choice; `pinned` fixes it for a function traced later (`jax.jit`).
+
+"cpu_tuned", each form measured on the train step (`python -m parity.bench`; docs/performance.md):
 - depthwise: k×k shifted multiply-adds (XLA:CPU's `feature_group_count` conv is 15-40× slower),
   the weight gradient as one fused reduction over all taps;
 - strided dense convs: XLA's forward, with a custom backward — the input gradient as one dot
@@ -16,7 +21,11 @@ All are the same math as `lax.conv_general_dilated`: in float64 they agree to 1e
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import os
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -173,16 +182,75 @@ stored_conv2d = _with_backward(_dense, _stored_bwd)
 strided_conv2d = _with_backward(_dense, _strided_bwd)
 
 
-def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
-    """Dispatch to the fastest exact formulation for this conv's shape."""
-    w = w.astype(x.dtype)
+def _xla(x, w, stride: int, dilation: int, padding: int):
+    """XLA's own convolution and its autodiff backward, groups read off the shapes (HWIO: I = C / groups)."""
+    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding, groups=x.shape[-1] // w.shape[2])
+
+
+def _kind(x, w, stride: int, groups: int) -> str:
+    """depthwise, strided (dense, square kernel, stride > 1), dense (stride 1), or grouped."""
     if groups > 1 and groups == x.shape[-1] and w.shape[2] == 1 and w.shape[3] == groups:
-        return depthwise_conv2d(x, w, stride=stride, dilation=dilation, padding=padding)
-    if groups == 1 and stride > 1 and w.shape[0] == w.shape[1]:
-        return strided_conv2d(x, w, stride, dilation, padding)
+        return "depthwise"
     if groups == 1:
-        return stored_conv2d(x, w, stride, dilation, padding)
-    return dense_conv2d(x, w, stride=stride, dilation=dilation, padding=padding, groups=groups)
+        return "strided" if stride > 1 and w.shape[0] == w.shape[1] else "dense"
+    return "grouped"
+
+
+# formulation -> conv kind -> kernel(x, w, stride, dilation, padding)
+FORMULATIONS: dict[str, dict[str, Callable]] = {
+    "xla": {"depthwise": _xla, "strided": _xla, "dense": _xla, "grouped": _xla},
+    "cpu_tuned": {"depthwise": _depthwise, "strided": strided_conv2d, "dense": stored_conv2d, "grouped": _xla},
+}
+ENV = "FLAX_CNN_OPS"
+_ACTIVE: contextvars.ContextVar[str | None] = contextvars.ContextVar("flax_cnn_ops_formulation", default=None)
+
+
+def _check(name: str) -> str:
+    if name not in FORMULATIONS:
+        raise ValueError(f"unknown conv formulation {name!r}; choose from {', '.join(FORMULATIONS)}")
+    return name
+
+
+def default_formulation() -> str:
+    """$FLAX_CNN_OPS if set, else "cpu_tuned" on XLA:CPU and "xla" on every other backend."""
+    if os.environ.get(ENV):
+        return _check(os.environ[ENV])
+    return "cpu_tuned" if jax.default_backend() == "cpu" else "xla"
+
+
+def active_formulation() -> str:
+    """The formulation `conv2d` traces with here: the innermost `formulation(...)`, else the default."""
+    return _ACTIVE.get() or default_formulation()
+
+
+@contextlib.contextmanager
+def formulation(name: str) -> Iterator[str]:
+    """Trace convs inside this block with formulation `name` ("xla" or "cpu_tuned")."""
+    token = _ACTIVE.set(_check(name))
+    try:
+        yield name
+    finally:
+        _ACTIVE.reset(token)
+
+
+def pinned(fn: Callable) -> Callable:
+    """`fn` tracing under the formulation active now, whenever it is traced (jit traces at its first call)."""
+    name = active_formulation()
+
+    @functools.wraps(fn)
+    def under(*args, **kwargs):
+        with formulation(name):
+            return fn(*args, **kwargs)
+
+    return under
+
+
+def conv2d(x, w, *, stride: int = 1, dilation: int = 1, padding: int = 0, groups: int = 1):
+    """The conv through the active formulation's kernel for its kind (decided at trace time)."""
+    w = w.astype(x.dtype)
+    if x.shape[-1] != w.shape[2] * groups:
+        raise ValueError(f"conv2d: {x.shape[-1]} input channels, kernel {w.shape} with groups={groups}")
+    return FORMULATIONS[active_formulation()][_kind(x, w, stride, groups)](x, w, stride, dilation, padding)
 
 
 def cpu_compiler_options() -> dict[str, str] | None:

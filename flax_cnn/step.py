@@ -113,7 +113,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
         return TrainState(keep(new_params, state.params), keep(new_stats, state.batch_stats),
                           keep(new_opt, state.opt_state), state.step + 1, metrics)
 
-    return jax.jit(train_step, donate_argnums=0, compiler_options=ops.cpu_compiler_options())
+    return jax.jit(ops.pinned(train_step), donate_argnums=0, compiler_options=ops.cpu_compiler_options())
 
 
 def make_eval_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
@@ -126,4 +126,4 @@ def make_eval_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
         correct = (logits.argmax(-1) == labels) & mask
         return jnp.where(mask, loss, 0.0).sum(), correct.sum(), logits
 
-    return jax.jit(eval_step, compiler_options=ops.cpu_compiler_options())
+    return jax.jit(ops.pinned(eval_step), compiler_options=ops.cpu_compiler_options())

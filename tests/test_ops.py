@@ -1,4 +1,5 @@
-"""`flax_cnn.ops`' hand-written conv formulations and backward passes against `lax.conv_general_dilated`.
+"""`flax_cnn.ops`' formulations ("cpu_tuned": hand-written convs and backward passes; "xla": XLA's
+native convolution) against `lax.conv_general_dilated` and each other, forced on whatever backend runs.
 
 In float64, so any difference beyond summation order (~1e-15 relative) is a bug in the math.
 """
@@ -30,8 +31,9 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("form", list(ops.FORMULATIONS))
 @pytest.mark.parametrize("name,xs,ws,stride,dilation,padding,groups", CASES, ids=[c[0] for c in CASES])
-def test_value_and_gradients_match_xla_convolution(name, xs, ws, stride, dilation, padding, groups):
+def test_value_and_gradients_match_xla_convolution(form, name, xs, ws, stride, dilation, padding, groups):
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
         x, w = jnp.asarray(rng.standard_normal(xs)), jnp.asarray(rng.standard_normal(ws))
@@ -45,11 +47,50 @@ def test_value_and_gradients_match_xla_convolution(name, xs, ws, stride, dilatio
             return ops.conv2d(x, w, stride=stride, dilation=dilation, padding=padding, groups=groups)
 
         y_ref, vjp_ref = jax.vjp(reference, x, w)
-        y, vjp = jax.vjp(ours, x, w)
         g = jnp.asarray(rng.standard_normal(y_ref.shape))
+        with ops.formulation(form):
+            y, vjp = jax.vjp(ours, x, w)
+            grads = vjp(g)
         assert y.shape == y_ref.shape and y.dtype == jnp.float64
-        for a, b in [(y, y_ref), *zip(vjp(g), vjp_ref(g))]:
+        for a, b in [(y, y_ref), *zip(grads, vjp_ref(g))]:
             assert float(jnp.abs(a - b).max() / jnp.abs(b).max()) < 1e-13
+
+
+def _grad_hlo(form: str, xs, ws, **conv) -> str:
+    """The optimised HLO of the conv's input and weight gradients, traced under `form`."""
+    def loss(x, w):
+        return (ops.conv2d(jax.nn.relu(x * 2.0), w, **conv) ** 2).sum()
+
+    with ops.formulation(form):
+        return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(jnp.ones(xs), jnp.ones(ws)).compile().as_text()
+
+
+def test_xla_formulation_is_xlas_own_convolution():
+    """xla: depthwise through `feature_group_count`, no opaque identity; cpu_tuned: no grouped conv."""
+    xla = _grad_hlo("xla", (2, 8, 8, 4), (3, 3, 1, 4), padding=1, groups=4)
+    tuned = _grad_hlo("cpu_tuned", (2, 8, 8, 4), (3, 3, 1, 4), padding=1, groups=4)
+    assert "feature_group_count=4" in xla and "feature_group_count" not in tuned
+    assert "conditional(" not in _grad_hlo("xla", (2, 8, 8, 4), (3, 3, 4, 5), padding=1)
+
+
+def test_default_formulation_follows_the_backend_and_the_environment(monkeypatch):
+    monkeypatch.delenv(ops.ENV, raising=False)
+    assert ops.active_formulation() == ("cpu_tuned" if jax.default_backend() == "cpu" else "xla")
+    with ops.formulation("xla"):
+        assert ops.active_formulation() == "xla"
+    monkeypatch.setenv(ops.ENV, "xla")
+    assert ops.active_formulation() == "xla"
+    monkeypatch.setenv(ops.ENV, "cudnn")
+    with pytest.raises(ValueError, match="cpu_tuned"):
+        ops.active_formulation()
+
+
+def test_pinned_keeps_the_formulation_of_its_creation_for_a_later_trace():
+    x, w = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 1, 4))
+    with ops.formulation("xla"):
+        f = jax.jit(ops.pinned(lambda x, w: ops.conv2d(x, w, padding=1, groups=4)))
+    with ops.formulation("cpu_tuned"):
+        assert "feature_group_count = 4" in f.lower(x, w).as_text()
 
 
 def test_dense_conv_backward_reads_the_stored_input_on_cpu():
@@ -59,7 +100,8 @@ def test_dense_conv_backward_reads_the_stored_input_on_cpu():
     def loss(x, w):
         return ops.conv2d(jax.nn.relu(x * 2.0), w, padding=1).sum()
 
-    hlo = jax.jit(jax.grad(loss, argnums=1)).lower(x, w).compile().as_text()
+    with ops.formulation("cpu_tuned"):
+        hlo = jax.jit(jax.grad(loss, argnums=1)).lower(x, w).compile().as_text()
     assert ("conditional(" in hlo) == (jax.default_backend() == "cpu")
 
 
