@@ -315,7 +315,7 @@ def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = No
         sync()
         runners[fw] = (one, sync, dev, compile_s, [], memory())
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
-    kernel = {fw: np.zeros(2) for fw in runners}  # page faults, kernel CPU seconds (all threads) while fw ran
+    kernel = {fw: np.zeros(3) for fw in runners}  # page faults, kernel and all CPU seconds (all threads) while fw ran
     order = np.random.default_rng(0)
     settle = {fw: [] for fw in runners}
     rotation = [("step", fw) for fw in runners] + [("peak", name) for name in (peaks.runners if peaks else ())]
@@ -336,8 +336,9 @@ def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = No
     for fw, (_, _, dev, compile_s, times, mem) in runners.items():
         ms = 1e3 * np.asarray(times)
         med = float(np.median(ms))
-        faults, kernel_s = kernel[fw] / len(times)
-        extra = {**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1)}
+        faults, kernel_s, cpu_s = kernel[fw] / len(times)
+        extra = {**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1),
+                 "cpu_ms_per_step": round(1e3 * cpu_s, 1)}
         if settle[fw]:
             extra["settle_ms_median"] = round(1e3 * float(np.median(settle[fw])), 2)
         rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
@@ -355,9 +356,11 @@ def _timed(one: Callable[[], None], sync: Callable[[], None]) -> float:
 
 
 def _kernel_usage() -> np.ndarray:
-    """(minor page faults, system CPU seconds) of this process so far: the cost of fresh memory per step."""
+    """(minor page faults, system CPU s, user + system CPU s) of this process so far: the cost of fresh memory
+    per step, and the work of a step whatever else the machine runs (on a loaded machine wall time also
+    counts waiting, and spinning OpenMP threads turn waiting into CPU time: read both)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return np.array([ru.ru_minflt, ru.ru_stime], dtype=float)
+    return np.array([ru.ru_minflt, ru.ru_stime, ru.ru_utime + ru.ru_stime], dtype=float)
 
 
 def time_pipeline(cfg: BenchConfig, log=print) -> list[Row]:
@@ -444,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cfg.threads or physical_cores())
     _set_precision(cfg.tf32)
     info = machine(cfg)
-    print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores; jax {info['jax']} ({len(info['jax_devices'])} "
+    info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores, load average {info['load_average_start'][0]}; "
+          f"jax {info['jax']} ({len(info['jax_devices'])} "
           f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads); "
           f"GLIBC_TUNABLES={info['malloc']['glibc_tunables']}, transparent huge pages: {info['malloc']['transparent_hugepage']}")
     rows: list[Row] = []
@@ -467,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         print("input pipeline alone (batch 256):")
         rows += time_pipeline(cfg)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB")
+    info["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"peak RSS of this process: {peak:.0f} MiB; load average at the end {info['load_average_end'][0]} "
+          f"({info['cores']} cores)")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
                                               "peaks": peak_results, "step_gflop": {b: step_flops(b) / 1e9 for b in

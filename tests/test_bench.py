@@ -48,6 +48,8 @@ def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     assert d["machine"]["torch_threads"] >= 1 and d["machine"]["jax"] and png.stat().st_size > 5_000
     # fresh memory per step is counted for every framework, and the allocator settings are recorded
     assert all(r["extra"]["page_faults_per_step"] >= 0 and r["extra"]["kernel_ms_per_step"] >= 0 for r in rows.values())
+    assert all(r["extra"]["cpu_ms_per_step"] >= r["extra"]["kernel_ms_per_step"] for r in rows.values())
+    assert len(d["machine"]["load_average_start"]) == len(d["machine"]["load_average_end"]) == 3
     # the first step of each repetition is timed apart from the steady-state median
     assert all(r["extra"]["settle_ms_median"] > 0 for r in rows.values())
     assert set(d["machine"]["malloc"]) == {"glibc_tunables", "transparent_hugepage"}
