@@ -27,6 +27,7 @@ from parity.suite.gradient import gradient_errors, smoothed_cross_entropy
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
 from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input
+from torch_ref.precision import autocast
 
 FAMILY = "bf16"
 
@@ -49,7 +50,7 @@ def torch_outcome(torch_model, flax_model, key_map, x_nchw, labels, *, label_smo
     set_mode(tm, fm, "train")
     with fixed_dropout(tm, fm, dropout_pairs, identity=True):
         tm.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compute == "bf16"):
+        with autocast("bf16" if compute == "bf16" else "fp32", "cpu"):  # the torch trainer's own context
             logits = tm(torch_input(x_nchw, dtype))
             loss = F.cross_entropy(logits.to(getattr(torch, dtype)), torch.from_numpy(labels.astype(np.int64)),
                                    label_smoothing=label_smoothing)
