@@ -87,15 +87,24 @@ def _with_backward(forward, bwd):
     return conv
 
 
+def _acc(dtype):
+    """The accumulation dtype of a sum of `dtype` terms: at least float32, as a conv kernel accumulates."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def _shifted_madd(x, w, stride: int, dilation: int, padding: int):
-    """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights."""
-    k = w.shape[0]
+    """Depthwise conv, x (N,H,W,C), w (k,k,1,C), as a sum of k*k strided slices times weights.
+
+    Summed in at least float32 and rounded once (bf16 inputs), like a conv kernel and torch's.
+    """
+    k, dtype = w.shape[0], x.dtype
+    x, w = x.astype(_acc(dtype)), w.astype(_acc(dtype))
     ho, wo = _out(x.shape[1], k, stride, dilation, padding), _out(x.shape[2], k, stride, dilation, padding)
     acc = None
     for t, tap in enumerate(_taps(x, k, stride, dilation, padding, ho, wo)):
         term = tap * w[t // k, t % k, 0]
         acc = term if acc is None else acc + term
-    return acc
+    return acc.astype(dtype)
 
 
 def _tap_sums(x, g, k: int, stride: int, dilation: int, padding: int):
@@ -106,6 +115,7 @@ def _tap_sums(x, g, k: int, stride: int, dilation: int, padding: int):
     at 128×16×16×48); reducing N, H, W at once is slower still and its long float32 sums lose
     digits (7e-6 vs 4e-7 relative).
     """
+    x, g = x.astype(_acc(x.dtype)), g.astype(_acc(g.dtype))  # bf16: sums in float32
     taps = _taps(x, k, stride, dilation, padding, g.shape[1], g.shape[2])
     zero = jnp.zeros((), g.dtype)
     sums = lax.reduce([t * g for t in taps], [zero] * len(taps),
@@ -169,9 +179,10 @@ def _strided_bwd(stride, dilation, padding, res, g):
     n, h, wd, ci = x.shape
     k, co = w.shape[0], w.shape[-1]
     ho, wo = g.shape[1], g.shape[2]
-    gt = jnp.einsum("bhwo,ko->bhwk", g, w.reshape(k * k * ci, co)).reshape(n, ho, wo, k * k, ci)
+    gt = jnp.einsum("bhwo,ko->bhwk", g, w.reshape(k * k * ci, co),
+                    preferred_element_type=_acc(g.dtype)).reshape(n, ho, wo, k * k, ci)  # bf16: rounded once, below
     gw = _stored_bwd(stride, dilation, padding, res, g)[1]  # under jit its unused input gradient is dead code
-    return _untaps(gt, k, stride, dilation, padding, h, wd), gw
+    return _untaps(gt, k, stride, dilation, padding, h, wd).astype(x.dtype), gw
 
 
 def _dense(x, w, stride: int, dilation: int, padding: int):

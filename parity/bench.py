@@ -2,7 +2,9 @@
 
 Times forward + backward + Adam of the real trainers' code paths: the JAX trainer's jitted step
 (sharded over all local devices, and on one device — `flax_cnn.train`'s default on CPU), torch eager,
-and torch.compile. Warm-up and compilation are excluded from the step times and reported on
+and torch.compile, each in float32 and in bf16 (`--precision bf16`: JAX's bf16 compute dtype, torch's
+bf16 autocast). Every row also gets its fraction of the matmul peak of its own framework and
+precision (`parity.peaks`), timed in the same interleaved run, and the machine's ISA. Warm-up and compilation are excluded from the step times and reported on
 their own; every timing ends with a device synchronisation; frameworks are interleaved
 repetition by repetition, in a fresh random order each time, so that load from other processes
 hits all of them alike. The first step of each repetition is timed apart (`settle_ms_median`): XLA:CPU
@@ -50,8 +52,16 @@ class BenchConfig:
     """Steps at the start of each repetition timed apart (`settle_ms_median`), outside the step median: the
     first step after the other frameworks ran re-faults memory a VM's hypervisor may have reclaimed meanwhile,
     which a training loop, stepping back to back, does not."""
-    frameworks: tuple[str, ...] = ("jax", "jax_1dev", "torch_eager", "torch_compile")
-    """Which to time: jax (all local devices), jax_1dev, torch_eager, torch_compile."""
+    frameworks: tuple[str, ...] = ("jax", "jax_1dev", "torch_eager", "torch_compile", "jax_bf16", "torch_eager_bf16",
+                                   "torch_compile_bf16")
+    """Which to time: jax (all local devices), jax_1dev, torch_eager, torch_compile, and in bf16 jax_bf16 (one
+    device), torch_eager_bf16, torch_compile_bf16."""
+    peaks: bool = True
+    """Also time each framework's matmul peak in the rows' precisions, interleaved with the steps."""
+    peak_size: int = 0
+    """n of the n×n×n peak matmul (0 = 2048 on CPU, 8192 on GPU)."""
+    peak_steps: int = 3
+    """Timed matmuls per framework, precision and repetition."""
     pipeline: bool = True
     """Also time the input pipeline alone (albumentations with 0..N grain workers, device path)."""
     data_dir: str | None = None
@@ -79,7 +89,34 @@ class Row:
     step_ms_p75: float
     images_per_second: float
     compile_s: float | None = None
+    precision: str | None = None
+    gflops: float | None = None
+    """Achieved: 6 × forward MACs per image × batch FLOP per median step (forward 2, backward 4 per MAC)."""
+    peak: str | None = None
+    """The `peaks` entry `fraction_of_peak` divides by: this row's framework and precision."""
+    fraction_of_peak: float | None = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One benchmark row's step: which library, precision, and JAX devices (0 = all) or torch.compile."""
+
+    library: str
+    precision: str
+    devices: int = 1
+    compiled: bool = False
+
+    @property
+    def peak(self) -> str:
+        return f"{self.library}_{self.precision}"
+
+
+VARIANTS = {
+    "jax": Variant("jax", "fp32", devices=0), "jax_1dev": Variant("jax", "fp32"), "jax_bf16": Variant("jax", "bf16"),
+    "torch_eager": Variant("torch", "fp32"), "torch_compile": Variant("torch", "fp32", compiled=True),
+    "torch_eager_bf16": Variant("torch", "bf16"), "torch_compile_bf16": Variant("torch", "bf16", compiled=True),
+}
 
 
 def _cpu_model() -> str:
@@ -97,8 +134,10 @@ def machine(cfg: BenchConfig) -> dict:
     import torch
 
     import flax
+    from parity import peaks
+
     info = {
-        "cpu": _cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "cpu": _cpu_model(), "cpu_isa": peaks.cpu_isa(), "cores": os.cpu_count(), "platform": platform.platform(),
         "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
         "torch": torch.__version__, "jax_devices": [str(d) for d in jax.local_devices()],
         "jax_backend": jax.default_backend(), "torch_threads": torch.get_num_threads(),
@@ -106,9 +145,12 @@ def machine(cfg: BenchConfig) -> dict:
         "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
         "malloc": hugepages.describe(),
     }
+    info["isa"] = info["cpu_isa"]  # on a GPU, the device's name instead
     if torch.cuda.is_available():
         info.update(gpu=torch.cuda.get_device_name(), torch_allow_tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-                    torch_allow_tf32_cudnn=torch.backends.cudnn.allow_tf32)
+                    torch_allow_tf32_cudnn=torch.backends.cudnn.allow_tf32, isa=torch.cuda.get_device_name())
+    elif jax.default_backend() != "cpu":
+        info["isa"] = jax.devices()[0].device_kind
     return info
 
 
@@ -126,18 +168,19 @@ def _set_precision(tf32: bool) -> None:
 Step = tuple[Callable[[], None], Callable[[], None], str, Callable[[], dict]]
 
 
-def jax_step(batch: int, n_devices: int) -> Step:
+def jax_step(batch: int, n_devices: int, precision: str = "fp32") -> Step:
     """(one step, sync, device description, memory) of the JAX trainer's own step, sharded over devices."""
     import jax
 
     from flax_cnn import devices, optim
+    from flax_cnn.engine import compute_dtype
     from flax_cnn.model import build_model
     from flax_cnn.step import Model, init_state, make_train_step
 
     mesh = devices.make_mesh(n_devices)
     model = Model.split(build_model())
     tx = optim.adam(np.full(10_000, 1e-3), weight_decay=1e-4)
-    step = make_train_step(model, tx, label_smoothing=0.1)
+    step = make_train_step(model, tx, label_smoothing=0.1, compute_dtype=compute_dtype(precision))
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.standard_normal((batch, 32, 32, 3)).astype(np.float32), devices.data_sharding(mesh))
     y = jax.device_put(rng.integers(0, 10, batch).astype(np.int32), devices.data_sharding(mesh))
@@ -164,11 +207,13 @@ def jax_step(batch: int, n_devices: int) -> Step:
             memory)
 
 
-def torch_step(batch: int, compiled: bool) -> Step:
+def torch_step(batch: int, compiled: bool, precision: str = "fp32") -> Step:
+    """The torch trainer's step: eager or torch.compile'd forward, bf16 autocast for `precision` "bf16"."""
     import torch
     import torch.nn.functional as F
 
     import torch_ref
+    from torch_ref.precision import autocast
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = torch_ref.build_model(seed=0).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -178,7 +223,8 @@ def torch_step(batch: int, compiled: bool) -> Step:
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
 
     def one():
-        loss = F.cross_entropy(fwd(x), y, label_smoothing=0.1)
+        with autocast(precision, dev):
+            loss = F.cross_entropy(fwd(x).float(), y, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -192,19 +238,74 @@ def torch_step(batch: int, compiled: bool) -> Step:
 
 
 def _make(framework: str, batch: int):
-    if framework == "jax":
-        return jax_step(batch, 0)
-    if framework == "jax_1dev":
-        return jax_step(batch, 1)
-    if framework == "torch_eager":
-        return torch_step(batch, compiled=False)
-    if framework == "torch_compile":
-        return torch_step(batch, compiled=True)
-    raise ValueError(f"unknown framework {framework!r} (jax, jax_1dev, torch_eager, torch_compile)")
+    if framework not in VARIANTS:
+        raise ValueError(f"unknown framework {framework!r} ({', '.join(VARIANTS)})")
+    v = VARIANTS[framework]
+    if v.library == "jax":
+        return jax_step(batch, v.devices, v.precision)
+    return torch_step(batch, v.compiled, v.precision)
 
 
-def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
-    """Compile + warm up each framework, then interleave timed repetitions."""
+class Peaks:
+    """Matmul peaks of the libraries and precisions the rows use, timed inside the rows' rotation."""
+
+    def __init__(self, cfg: BenchConfig, names: list[str], log=print):
+        from parity import peaks
+
+        self.n = cfg.peak_size or peaks.default_size(_on_gpu())
+        self.steps, self.runners, self.times = cfg.peak_steps, {}, {}
+        for name in dict.fromkeys(names):
+            library, precision = name.split("_")
+            one, sync = peaks.matmul(library, precision, self.n)
+            for _ in range(2):  # compile, warm up
+                _timed(one, sync)
+            self.runners[name], self.times[name] = (one, sync), []
+        log(f"  matmul peaks {', '.join(self.runners)} at {self.n}³")
+
+    def time(self, name: str) -> None:
+        one, sync = self.runners[name]
+        self.times[name] += [_timed(one, sync) for _ in range(self.steps)]
+
+    def results(self) -> dict[str, dict]:
+        from parity import peaks
+
+        out = {}
+        for name, times in self.times.items():
+            library, precision = name.split("_")
+            med = float(np.median(times))
+            out[name] = {"library": library, "precision": precision, "size": self.n, "ms_median": round(1e3 * med, 2),
+                         "gflops": round(peaks.gflops(self.n, med), 1),
+                         "gflops_best": round(peaks.gflops(self.n, float(np.min(times))), 1), "samples": len(times)}
+        return out
+
+
+def _on_gpu() -> bool:
+    import jax
+
+    return jax.default_backend() == "gpu"
+
+
+def step_flops(batch: int) -> float:
+    """FLOP of one train step of the default model: 2 per forward MAC, 4 per backward MAC (input and weight)."""
+    from flax_cnn import arch
+    from flax_cnn.config import ModelConfig
+
+    return 6.0 * arch.macs(ModelConfig()) * batch
+
+
+def add_fractions(rows: list[Row], peaks: dict[str, dict]) -> None:
+    """Each step row's achieved GFLOP/s and its fraction of its own framework and precision's peak."""
+    for r in rows:
+        if r.framework not in VARIANTS:
+            continue
+        r.gflops = round(step_flops(r.batch_size) / (r.step_ms_median / 1e3) / 1e9, 3)
+        name = VARIANTS[r.framework].peak
+        if name in peaks:
+            r.peak, r.fraction_of_peak = name, round(r.gflops / peaks[name]["gflops"], 4)
+
+
+def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = None) -> list[Row]:
+    """Compile + warm up each framework, then interleave timed repetitions (and the peak matmuls)."""
     runners = {}
     for fw in cfg.frameworks:
         one, sync, dev, memory = _make(fw, batch)
@@ -214,11 +315,16 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
         sync()
         runners[fw] = (one, sync, dev, compile_s, [], memory())
         log(f"  {fw:<14} B={batch}: first step (compile) {compile_s:6.1f} s")
-    kernel = {fw: np.zeros(2) for fw in runners}  # page faults, kernel CPU seconds (all threads) while fw ran
+    kernel = {fw: np.zeros(3) for fw in runners}  # page faults, kernel and all CPU seconds (all threads) while fw ran
     order = np.random.default_rng(0)
     settle = {fw: [] for fw in runners}
+    rotation = [("step", fw) for fw in runners] + [("peak", name) for name in (peaks.runners if peaks else ())]
     for _ in range(cfg.reps):
-        for fw in order.permutation(list(runners)):
+        for i in order.permutation(len(rotation)):
+            kind, fw = rotation[i]
+            if kind == "peak":
+                peaks.time(fw)
+                continue
             one, sync, _, _, times, _ = runners[fw]
             for _ in range(cfg.settle):
                 settle[fw].append(_timed(one, sync))
@@ -230,13 +336,14 @@ def time_steps(cfg: BenchConfig, batch: int, log=print) -> list[Row]:
     for fw, (_, _, dev, compile_s, times, mem) in runners.items():
         ms = 1e3 * np.asarray(times)
         med = float(np.median(ms))
-        faults, kernel_s = kernel[fw] / len(times)
-        extra = {**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1)}
+        faults, kernel_s, cpu_s = kernel[fw] / len(times)
+        extra = {**mem, "page_faults_per_step": round(faults), "kernel_ms_per_step": round(1e3 * kernel_s, 1),
+                 "cpu_ms_per_step": round(1e3 * cpu_s, 1)}
         if settle[fw]:
             extra["settle_ms_median"] = round(1e3 * float(np.median(settle[fw])), 2)
         rows.append(Row(fw, batch, dev, round(med, 2), round(float(np.percentile(ms, 25)), 2),
                         round(float(np.percentile(ms, 75)), 2), round(batch / med * 1e3, 1), round(compile_s, 2),
-                        extra=extra))
+                        precision=VARIANTS[fw].precision, extra=extra))
     return rows
 
 
@@ -249,9 +356,11 @@ def _timed(one: Callable[[], None], sync: Callable[[], None]) -> float:
 
 
 def _kernel_usage() -> np.ndarray:
-    """(minor page faults, system CPU seconds) of this process so far: the cost of fresh memory per step."""
+    """(minor page faults, system CPU s, user + system CPU s) of this process so far: the cost of fresh memory
+    per step, and the work of a step whatever else the machine runs (on a loaded machine wall time also
+    counts waiting, and spinning OpenMP threads turn waiting into CPU time: read both)."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return np.array([ru.ru_minflt, ru.ru_stime], dtype=float)
+    return np.array([ru.ru_minflt, ru.ru_stime, ru.ru_utime + ru.ru_stime], dtype=float)
 
 
 def time_pipeline(cfg: BenchConfig, log=print) -> list[Row]:
@@ -309,15 +418,22 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 def table(rows: list[Row]) -> str:
     steps = [r for r in rows if not r.framework.startswith("pipeline")]
-    lines = [f"{'framework':<15} {'B':>5} {'device':<10} {'step ms (median)':>17} {'IQR':>15} {'images/s':>9} "
-             f"{'compile s':>9} {'vs torch_eager':>14}"]
+    lines = [f"{'framework':<19} {'B':>5} {'device':<10} {'step ms (median)':>17} {'IQR':>11} {'images/s':>9} "
+             f"{'compile s':>9} {'GFLOP/s':>8} {'of peak':>14} {'vs torch_eager':>14}"]
     for r in steps:
         ref = next((e for e in steps if e.framework == "torch_eager" and e.batch_size == r.batch_size), None)
         ratio = f"{r.step_ms_median / ref.step_ms_median:.2f}x" if ref else "-"
-        lines.append(f"{r.framework:<15} {r.batch_size:>5} {r.device:<10} {r.step_ms_median:>17.1f} "
-                     f"{f'{r.step_ms_p25:.0f}-{r.step_ms_p75:.0f}':>15} {r.images_per_second:>9.0f} "
-                     f"{r.compile_s if r.compile_s is not None else float('nan'):>9.1f} {ratio:>14}")
+        peak = f"{100 * r.fraction_of_peak:.1f}% {r.peak}" if r.fraction_of_peak is not None else "-"
+        lines.append(f"{r.framework:<19} {r.batch_size:>5} {r.device:<10} {r.step_ms_median:>17.1f} "
+                     f"{f'{r.step_ms_p25:.0f}-{r.step_ms_p75:.0f}':>11} {r.images_per_second:>9.0f} "
+                     f"{r.compile_s if r.compile_s is not None else float('nan'):>9.1f} "
+                     f"{r.gflops if r.gflops is not None else float('nan'):>8.1f} {peak:>14} {ratio:>14}")
     return "\n".join(lines)
+
+
+def peak_table(peaks: dict[str, dict]) -> str:
+    return "\n".join(f"  matmul peak {name:<11} {p['size']}³: {p['gflops']:8.1f} GFLOP/s median, "
+                     f"{p['gflops_best']:.1f} best of {p['samples']}" for name, p in peaks.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,14 +447,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(cfg.threads or physical_cores())
     _set_precision(cfg.tf32)
     info = machine(cfg)
-    print(f"machine: {info['cpu']}, {info['cores']} cores; jax {info['jax']} ({len(info['jax_devices'])} "
+    info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores, load average {info['load_average_start'][0]}; "
+          f"jax {info['jax']} ({len(info['jax_devices'])} "
           f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads); "
           f"GLIBC_TUNABLES={info['malloc']['glibc_tunables']}, transparent huge pages: {info['malloc']['transparent_hugepage']}")
     rows: list[Row] = []
+    unknown = [f for f in cfg.frameworks if f not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"python -m parity.bench: unknown --frameworks {unknown} (choose from {', '.join(VARIANTS)})")
+    timer = Peaks(cfg, [VARIANTS[f].peak for f in cfg.frameworks]) if cfg.peaks else None
     for b in cfg.batch_size:
         print(f"train step, batch {b}:")
-        rows += time_steps(cfg, b)
+        rows += time_steps(cfg, b, peaks=timer)
+    peak_results = timer.results() if timer else {}
+    add_fractions(rows, peak_results)
     print(table(rows))
+    print(peak_table(peak_results))
     for r in rows:
         if r.extra:
             print(f"  {r.framework} B={r.batch_size} (memory per device; faults and kernel time per timed step; first step of a repetition): "
@@ -347,12 +472,16 @@ def main(argv: list[str] | None = None) -> int:
         print("input pipeline alone (batch 256):")
         rows += time_pipeline(cfg)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MiB")
+    info["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"peak RSS of this process: {peak:.0f} MiB; load average at the end {info['load_average_end'][0]} "
+          f"({info['cores']} cores)")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
+                                              "peaks": peak_results, "step_gflop": {b: step_flops(b) / 1e9 for b in
+                                                                                    cfg.batch_size},
                                               "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
     if cfg.plot:
-        plot(rows, Path(cfg.plot), f"train step, {info['cpu']}")
+        plot(rows, Path(cfg.plot), f"train step, {info['cpu']} ({info['isa']})")
     return 0
 
 

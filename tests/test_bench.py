@@ -11,22 +11,36 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from flax_cnn import arch
+from flax_cnn.config import ModelConfig
+from parity import bench, peaks
+
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"framework", "batch_size", "device", "step_ms_median", "step_ms_p25", "step_ms_p75", "images_per_second",
-        "compile_s", "extra"}
+        "compile_s", "precision", "gflops", "peak", "fraction_of_peak", "extra"}
+ROWS = {"jax_1dev": "jax_fp32", "torch_eager": "torch_fp32", "jax_bf16": "jax_bf16", "torch_eager_bf16": "torch_bf16"}
 
 
 def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     proc = subprocess.run([sys.executable, "-m", "parity.bench", "--batch-size", "8", "--steps", "1", "--reps", "2",
-                           "--warmup", "0", "--frameworks", "jax_1dev", "torch_eager", "--no-pipeline",
-                           "--json", str(out), "--plot", str(png)],
+                           "--warmup", "0", "--frameworks", *ROWS, "--no-pipeline", "--peak-size", "256",
+                           "--peak-steps", "1", "--json", str(out), "--plot", str(png)],
                           cwd=REPO, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     d = json.loads(out.read_text())
     rows = {r["framework"]: r for r in d["rows"]}
-    assert set(rows) == {"jax_1dev", "torch_eager"} and all(set(r) == KEYS for r in rows.values())
+    assert set(rows) == set(ROWS) and all(set(r) == KEYS for r in rows.values())
+    # each row is judged against its own framework's and precision's matmul peak, timed in the same run
+    assert set(d["peaks"]) == set(ROWS.values()) and all(p["gflops"] > 0 and p["size"] == 256 for p in d["peaks"].values())
+    for fw, r in rows.items():
+        assert r["peak"] == ROWS[fw] and r["precision"] == ROWS[fw].split("_")[1]
+        assert r["gflops"] == pytest.approx(6 * arch.macs(ModelConfig()) * 8 / r["step_ms_median"] / 1e6, rel=1e-2)
+        assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / d["peaks"][r["peak"]]["gflops"], rel=1e-2)
+    assert d["machine"]["isa"] == d["machine"]["cpu_isa"] == peaks.cpu_isa() and f"({peaks.cpu_isa()})" in proc.stdout
     assert all(r["batch_size"] == 8 and r["step_ms_median"] > 0 and r["compile_s"] > 0 for r in rows.values())
     assert rows["jax_1dev"]["device"] == "1x cpu"
     # XLA's own accounting of the compiled step: the state (params + Adam moments + BN) is an argument
@@ -34,7 +48,35 @@ def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     assert d["machine"]["torch_threads"] >= 1 and d["machine"]["jax"] and png.stat().st_size > 5_000
     # fresh memory per step is counted for every framework, and the allocator settings are recorded
     assert all(r["extra"]["page_faults_per_step"] >= 0 and r["extra"]["kernel_ms_per_step"] >= 0 for r in rows.values())
+    assert all(r["extra"]["cpu_ms_per_step"] >= r["extra"]["kernel_ms_per_step"] for r in rows.values())
+    assert len(d["machine"]["load_average_start"]) == len(d["machine"]["load_average_end"]) == 3
     # the first step of each repetition is timed apart from the steady-state median
     assert all(r["extra"]["settle_ms_median"] > 0 for r in rows.values())
     assert set(d["machine"]["malloc"]) == {"glibc_tunables", "transparent_hugepage"}
     assert "vs torch_eager" in proc.stdout and "1.00x" in proc.stdout
+
+
+def test_every_row_of_the_issue_is_a_variant_with_its_peak():
+    assert {k: v.peak for k, v in bench.VARIANTS.items()} == {
+        "jax": "jax_fp32", "jax_1dev": "jax_fp32", "torch_eager": "torch_fp32", "torch_compile": "torch_fp32",
+        "jax_bf16": "jax_bf16", "torch_eager_bf16": "torch_bf16", "torch_compile_bf16": "torch_bf16"}
+    assert set(bench.BenchConfig().frameworks) == set(bench.VARIANTS)
+    assert bench.step_flops(128) == pytest.approx(6 * 22.46e6 * 128, rel=1e-3)  # 22.46 M MACs per image
+
+
+@pytest.mark.parametrize("flags, isa", [
+    ({"avx2", "fma"}, "AVX2"),
+    ({"avx2", "avx512f"}, "AVX-512"),
+    ({"avx2", "avx512f", "avx512_bf16"}, "AVX-512 (+bf16)"),
+    ({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "AVX-512 + AMX-bf16"),
+    ({"asimd", "bf16"}, "NEON (+bf16)"),
+])
+def test_isa_names_the_widest_vector_unit(flags, isa):
+    assert peaks.cpu_isa(flags) == isa
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert peaks.cpu_isa(peaks.cpu_flags(info)) == "AVX-512 (+bf16)"
+    assert peaks.cpu_flags(tmp_path / "absent") == set()

@@ -13,6 +13,7 @@ from flax_cnn.train_config import TrainConfig
 from torch_ref import checkpoint
 from torch_ref.model import build_model
 from torch_ref.optim import make_optimizer, make_scheduler
+from torch_ref.precision import autocast
 from torch_ref.weights import load_weights, save_weights
 
 
@@ -35,8 +36,6 @@ class TorchEngine:
                               "albumentations and none")
         if cfg.num_processes > 1:
             raise ConfigError("--num-processes > 1 is a JAX multi-process run; the torch trainer runs in one process")
-        if cfg.precision == "bf16":
-            raise ConfigError("--precision bf16 is not implemented in the torch trainer (use fp32)")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model_config(), seed=cfg.seed)
@@ -46,6 +45,7 @@ class TorchEngine:
         self.opt = make_optimizer(self.model.parameters(), cfg)
         self.sched = make_scheduler(self.opt, cfg, steps_per_epoch)
         self.label_smoothing = cfg.label_smoothing
+        self.precision = cfg.precision
         self.metrics = _zero_metrics(self.device)
         self.ckpt = checkpoint.Checkpoints(out, keep=cfg.keep_checkpoints)
 
@@ -55,8 +55,9 @@ class TorchEngine:
     def train_step(self, images: np.ndarray, labels: np.ndarray) -> None:
         x = self._tensor(images.transpose(0, 3, 1, 2))
         y = self._tensor(labels.astype(np.int64))
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        with autocast(self.precision, self.device):  # bf16: convs and matmuls; the loss on float32 logits
+            logits = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -87,7 +88,8 @@ class TorchEngine:
         loss_sum, correct, n, preds = 0.0, 0, 0, []
         try:
             for images, labels, mask in batches:
-                logits = self.model(self._tensor(images[mask].transpose(0, 3, 1, 2)))
+                with autocast(self.precision, self.device):
+                    logits = self.model(self._tensor(images[mask].transpose(0, 3, 1, 2))).float()
                 y = self._tensor(labels[mask].astype(np.int64))
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
                 p = logits.argmax(1)

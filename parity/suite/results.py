@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-FAMILIES: tuple[str, ...] = ("forward", "layers", "gradient", "batchnorm", "schedule", "trajectory", "accuracy")
+FAMILIES: tuple[str, ...] = ("forward", "layers", "gradient", "batchnorm", "schedule", "trajectory", "accuracy",
+                             "bf16")
 
 
 def rel_err(ours, ref) -> float:

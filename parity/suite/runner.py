@@ -15,6 +15,7 @@ from flax_cnn import schedules
 from flax_cnn.train_config import TrainConfig
 from parity.suite.accuracy import accuracy_checks
 from parity.suite.batchnorm import batchnorm_checks
+from parity.suite.bf16 import bf16_checks
 from parity.suite.data import Batch
 from parity.suite.forward import dropout_check, forward_checks
 from parity.suite.gradient import gradient_checks
@@ -116,8 +117,12 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
         return accuracy_checks(tm, fm, km, images, labels, batch_size=options.eval_batch_size,
                                what=inputs.test_what)
 
+    def bf16():
+        return bf16_checks(tm, fm, km, x, y, label_smoothing=inputs.train_cfg.label_smoothing,
+                           dropout_pairs=pair.dropout_pairs)
+
     runs = {"forward": forward, "layers": layers, "gradient": gradient, "batchnorm": batchnorm,
-            "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy}
+            "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy, "bf16": bf16}
     for family in FAMILIES:
         if family not in options.families:
             continue

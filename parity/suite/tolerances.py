@@ -50,3 +50,22 @@ def gradient(dtype: str) -> float:
 
 def batchnorm(dtype: str) -> float:
     return BATCHNORM_F64 if dtype == "float64" else BATCHNORM
+
+
+# bf16 (family "bf16": each twin's bf16 step against the exact one). bfloat16 keeps 8 significand bits:
+# unit roundoff u = 2^-8. Both twins round each conv's and matmul's inputs and output to bf16 (sums in
+# float32) and keep BatchNorm, the loss and the parameters in float32, so every error is bf16 rounding.
+BF16_U = 2.0**-8
+# Logits (and the loss, a batch mean of smooth functions of them): roundings of independent sign add in
+# quadrature over the ~21 rounded layers of the default model, sqrt(21) u = 4.6u; measured 0.7-7.2u
+# (random and trained weights), loss <= 0.1u. 16u = 6.3e-2 leaves 2x; 'SAME' padding on the stride-2
+# conv is 33u off (4-layer net) and 160u (default model).
+BF16_FORWARD = 16 * BF16_U
+# Gradients: the bf16 backward through BatchNorm cancels (it projects out the mean and the normalised
+# direction), so each twin's gradient is 5-13u off exact norm-wise, 70-100u at random init; no tolerance
+# in u bounds that. Both twins round at the same points, so their errors are draws of one size: the port
+# is judged by how much farther from exact it is than torch's own bf16 gradient (norm-wise over all
+# parameters, relative to the exact gradient's norm). Measured -13 to +1.5u; 8u beyond it is a bf16
+# discrepancy of the port's own (BatchNorm in bf16 instead of float32: +21u on the default model; 'SAME'
+# padding: +110u / +250u).
+BF16_GRADIENT_EXCESS = 8 * BF16_U
