@@ -14,7 +14,7 @@ from flax_cnn.train_config import TrainConfig
 from parity.port import port
 from tests.conftest import randomize_torch_
 from parity.suite.trajectory import trajectory_checks
-from tests.test_port_zoo import ResNet18
+from tests.zoo.resnet import resnet18
 
 STEPS = 5  # the fewest one-cycle allows at pct_start 0.25 (torch divides by pct_start * steps - 1)
 
@@ -24,7 +24,7 @@ def test_trainer_steps_on_a_ported_resnet_match_torch(tmp_path):
     against torch's, same batches; float64, where the two trainers can only differ by rounding."""
     cfg = TrainConfig(epochs=1, max_lr=0.01, label_smoothing=0.1, weight_decay=1e-4, schedule="onecycle")
     torch.manual_seed(0)
-    tm = randomize_torch_(ResNet18(width=4), seed=1)
+    tm = randomize_torch_(resnet18(width=4), seed=1)
     g = torch.Generator().manual_seed(2)
     batches = [(torch.randn(4, 3, 32, 32, generator=g).numpy(), torch.randint(0, 10, (4,), generator=g).numpy())
                for _ in range(STEPS)]

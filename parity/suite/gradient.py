@@ -17,6 +17,7 @@ from parity.suite import compiled, tolerances, verdict
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
+from parity.suite.terms import term_magnitudes, term_relative_error
 from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input
 
 FAMILY = "gradient"
@@ -70,17 +71,23 @@ def torch_conditioning(torch_model, flax_model, key_map: Sequence[KeyMappingLike
     ill-conditioned the batch is for any float32 implementation."""
     _, exact, _ = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float64", torch_only=True, **kw)
     _, own, _ = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float32", torch_only=True, **kw)
-    return max(gradient_errors(exact, own).values(), default=0.0)
+    terms = term_magnitudes(torch_model, flax_model, key_map, x_nchw, labels, **kw)
+    return max(gradient_errors(exact, own, terms).values(), default=0.0)
 
 
-def gradient_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per tensor max|Δ| / max|g_torch|; a tensor that is analytically zero (below
-    `tolerances.ZERO_GRADIENT` of the model's largest gradient) is scaled by that largest gradient
-    instead of by its own rounding noise."""
+def gradient_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarray],
+                    terms: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Per tensor: with `terms` (`terms.term_magnitudes`), max over entries of |Δ| / Σ|terms| — the
+    error relative to what the gradient sums, blind to cancellation; otherwise max|Δ| / max|g_torch|,
+    and a tensor that is analytically zero (below `tolerances.ZERO_GRADIENT` of the model's largest
+    gradient) scaled by that largest gradient instead of by its own rounding noise."""
     top = max((float(np.max(np.abs(g), initial=0.0)) for g in t_grads.values()), default=0.0)
     out = {}
     for k, g in t_grads.items():
         f = f_grads.get(k)
+        if terms is not None and k in terms and f is not None:
+            out[k] = term_relative_error(f, g, terms[k])
+            continue
         scale = float(np.max(np.abs(g), initial=0.0))
         if f is None or f.shape != g.shape or scale > tolerances.ZERO_GRADIENT * top or top == 0:
             out[k] = rel_err(f, g) if f is not None else np.inf  # inf for a missing or mis-shaped tensor
@@ -109,15 +116,16 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                                                 **kw)
     (loss_t, loss_f), t_grads, f_grads = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float32",
                                                    **kw)
-    own = gradient_errors(ref, t_grads)
+    terms = term_magnitudes(torch_model, flax_model, key_map, x_nchw, labels, **kw)
+    own = gradient_errors(ref, t_grads, terms)
     own_loss = abs(loss_t - ref_loss) / abs(ref_loss)
-    flax32 = gradient_errors(ref, f_grads)
+    flax32 = gradient_errors(ref, f_grads, terms)
     flax32_loss = abs(loss_f - ref_loss) / abs(ref_loss)
     checks = []
     for dtype in dtypes:
         loss, grads = (loss64, flax64) if dtype == "float64" else (loss_f, f_grads)
         checks += _checks(dtype, key_map, label_smoothing, loss, grads, ref_loss, ref, own, own_loss, batch_note,
-                          jax_vs_torch_f32=gradient_errors(t_grads, grads) if dtype == "float32" else None,
+                          terms, jax_vs_torch_f32=gradient_errors(t_grads, grads, terms) if dtype == "float32" else None,
                           flax32=(flax32, flax32_loss) if dtype == "float64" else None)
     if any(not c.passed for c in checks):
         from parity.suite.backward import locate
@@ -131,18 +139,20 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
 
 def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: float, loss: float,
             grads: dict[str, np.ndarray], ref_loss: float, ref: dict[str, np.ndarray], own: dict[str, float],
-            own_loss: float, batch_note: str, jax_vs_torch_f32: dict[str, float] | None = None,
+            own_loss: float, batch_note: str, terms: dict[str, np.ndarray],
+            jax_vs_torch_f32: dict[str, float] | None = None,
             flax32: tuple[dict[str, float], float] | None = None) -> list[Check]:
     """The loss check and the every-tensor check of one dtype against the exact reference
     (`flax32`: the Flax float32 errors, for the float64 yardstick)."""
     floor = tolerances.gradient(dtype)
-    errors = gradient_errors(ref, grads)
+    errors = gradient_errors(ref, grads, terms)
+    plain = gradient_errors(ref, grads)
     f32, f32_loss = flax32 if flax32 is not None else ({}, 0.0)
     rows = []
     for k in (m.torch_key for m in key_map if m.torch_key in ref):  # layer order: first bad = nearest the input
         j = verdict.judged(errors[k], own[k], dtype=dtype, floor=floor, flax_f32_error=f32.get(k, 0.0))
-        row = {"tensor": k, **j.to_dict(), "passed": j.passed, "ratio": j.ratio,
-               "max_abs_grad": float(np.max(np.abs(ref[k]), initial=0.0))}
+        row = {"tensor": k, **j.to_dict(), "passed": j.passed, "ratio": j.ratio, "metric": "terms" if k in terms
+               else "max", "relative_to_max": plain[k], "max_abs_grad": float(np.max(np.abs(ref[k]), initial=0.0))}
         if jax_vs_torch_f32 is not None:
             row["jax_vs_torch_f32"] = jax_vs_torch_f32[k]
         rows.append(row)
@@ -159,5 +169,7 @@ def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: floa
               dict(loss_details, allowed_rule=rule)),
         Check(FAMILY, f"d loss / d param, {len(rows)} tensors [{dtype}]", worst["error"], worst["allowed"], where,
               {"reference": "torch float64", "first_off": first_bad["tensor"] if first_bad else None,
-               "torch_error": worst["torch_error"], "allowed_rule": rule, "tensors": rows}),
+               "torch_error": worst["torch_error"], "allowed_rule": rule, "tensors": rows,
+               "error_metric": "per entry, |Δ| over the sum of the magnitudes of the terms it adds up "
+                               "(parity.suite.terms); relative to the tensor's largest entry where no terms are known"}),
     ]
