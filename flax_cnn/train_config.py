@@ -71,6 +71,9 @@ class TrainConfig:
     """Adam beta2."""
     label_smoothing: float = 0.1
     """Cross-entropy label smoothing (torch's label_smoothing semantics)."""
+    ema_decay: float = 0.0
+    """Evaluate and export an exponential moving average of the weights and BatchNorm statistics,
+    updated each step with decay min(ema_decay, (1 + t) / (10 + t)) at step t (0 = off)."""
     dropout: float = 0.0
     """Dropout rate after every conv layer (overrides the --model file's)."""
     model: str | None = None
@@ -158,6 +161,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(0 <= cfg.beta1 < 1, "beta1", f"must be in [0, 1), got {cfg.beta1}")
     need(0 <= cfg.beta2 < 1, "beta2", f"must be in [0, 1), got {cfg.beta2}")
     need(0 <= cfg.label_smoothing < 1, "label_smoothing", f"must be in [0, 1), got {cfg.label_smoothing}")
+    need(0 <= cfg.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {cfg.ema_decay}")
     need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1), got {cfg.dropout}")
     need(cfg.train_examples is None or cfg.train_examples >= 1, "train_examples",
          f"must be >= 1, got {cfg.train_examples}")
