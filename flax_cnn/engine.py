@@ -13,7 +13,7 @@ from jax.experimental import multihost_utils
 from flax_cnn import devices, optim, schedules
 from flax_cnn.checkpoint import Checkpoints
 from flax_cnn.model import build_model, num_params
-from flax_cnn.step import Model, TrainState, init_state, make_eval_step, make_train_step, zero_metrics
+from flax_cnn.step import Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step, zero_metrics
 from flax_cnn.train_config import TrainConfig
 from flax_cnn.weights import load_weights, save_weights
 
@@ -49,6 +49,7 @@ class JaxEngine:
         self._train_step = make_train_step(self.model, self.tx, label_smoothing=cfg.label_smoothing,
                                            compute_dtype=dtype, augment=augment, ema_decay=cfg.ema_decay)
         self._eval_step = make_eval_step(self.model, compute_dtype=dtype)
+        self._tta_step = make_tta_step(self.model, compute_dtype=dtype)
         self.key = self._replicate(jax.random.key_data(jax.random.key(cfg.seed)))
         self.is_primary = jax.process_index() == 0
         self.ckpt = Checkpoints(out, keep=cfg.keep_checkpoints)
@@ -105,6 +106,16 @@ class JaxEngine:
             n += int(mask.sum())
             preds.append(self._get(logits).argmax(-1)[mask])
         return loss_sum / n, correct / n, np.concatenate(preds)
+
+    def evaluate_tta(self, batches) -> float:
+        correct, n = 0, 0
+        params, batch_stats = self._weights()
+        for images, labels, mask in batches:
+            c = self._tta_step(params, batch_stats, self._put(images), self._put(labels.astype(np.int32)),
+                               self._put(mask))
+            correct += int(self._host(c))
+            n += int(mask.sum())
+        return correct / n
 
     def has_checkpoint(self) -> bool:
         return self.ckpt.latest_step() is not None

@@ -142,3 +142,16 @@ def make_eval_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
         return jnp.where(mask, loss, 0.0).sum(), correct.sum(), logits
 
     return jax.jit(eval_step, compiler_options=ops.cpu_compiler_options())
+
+
+def make_tta_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
+    """tta_step(params, batch_stats, images NHWC, labels, mask) -> correct count of the softmax
+    averaged over each image and its horizontal flip."""
+
+    def tta_step(params, batch_stats, images, labels, mask):
+        m = model.merge(params, batch_stats, train=False)
+        x = images.astype(compute_dtype)
+        probs = sum(jax.nn.softmax(m(v).astype(jnp.float32)) for v in (x, x[:, :, ::-1]))
+        return ((probs.argmax(-1) == labels) & mask).sum()
+
+    return jax.jit(tta_step, compiler_options=ops.cpu_compiler_options())

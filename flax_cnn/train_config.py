@@ -98,6 +98,9 @@ class TrainConfig:
     """Grain worker processes for the CPU augmentation (0 = in the main process)."""
     eval_batch_size: int = 500
     """Batch size for evaluation (the last batch is padded and masked)."""
+    tta_flip: bool = False
+    """Also report the test accuracy of the softmax averaged over each image and its horizontal
+    flip (metrics column test_accuracy_tta); test_accuracy stays single-view."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (the best one is kept separately)."""
     checkpoint_every: int = 100

@@ -126,6 +126,21 @@ class TorchEngine:
             model.train()
         return loss_sum / n, correct / n, np.concatenate(preds)
 
+    @torch.no_grad()
+    def evaluate_tta(self, batches) -> float:
+        model = self._evaluated
+        model.eval()
+        correct, n = 0, 0
+        try:
+            for images, labels, mask in batches:
+                x = self._tensor(images[mask].transpose(0, 3, 1, 2))
+                probs = model(x).softmax(1) + model(torch.flip(x, dims=(3,))).softmax(1)
+                correct += int((probs.argmax(1) == self._tensor(labels[mask].astype(np.int64))).sum())
+                n += len(x)
+        finally:
+            model.train()
+        return correct / n
+
     def has_checkpoint(self) -> bool:
         return self.ckpt.latest_step() is not None
 
