@@ -186,6 +186,8 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(cfg.num_processes == 1 or cfg.coordinator, "coordinator", "is required with --num-processes > 1")
     if need_data_dir and cfg.data_dir is not None and not (cfg.data_dir == "tfds" or cfg.data_dir.startswith("tfds:")):
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
+    need(cfg.aug.fade_epochs == 0 or cfg.augment == "albumentations", "aug.fade_epochs",
+         f"fades the albumentations path only; --augment is {cfg.augment}")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
         try:
