@@ -13,7 +13,7 @@ from jax.experimental import multihost_utils
 from flax_cnn import devices, optim, schedules
 from flax_cnn.checkpoint import Checkpoints
 from flax_cnn.model import build_model, num_params
-from flax_cnn.step import Model, TrainState, init_state, make_eval_step, make_train_step, zero_metrics
+from flax_cnn.step import Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step, zero_metrics
 from flax_cnn.train_config import TrainConfig
 from flax_cnn.weights import load_weights, save_weights
 
@@ -44,11 +44,12 @@ class JaxEngine:
                 raise ValueError(f"--{flag.replace('_', '-')} {b} is not divisible by the {n_dev} devices")
         self.data_sharding = devices.data_sharding(self.mesh)
         self.replicated = devices.replicated(self.mesh)
-        self.state: TrainState = self._replicate(init_state(self.model, self.tx))
+        self.state: TrainState = self._replicate(init_state(self.model, self.tx, ema=cfg.ema_decay > 0))
         dtype = compute_dtype(cfg.precision)
         self._train_step = make_train_step(self.model, self.tx, label_smoothing=cfg.label_smoothing,
-                                           compute_dtype=dtype, augment=augment)
+                                           compute_dtype=dtype, augment=augment, ema_decay=cfg.ema_decay)
         self._eval_step = make_eval_step(self.model, compute_dtype=dtype)
+        self._tta_step = make_tta_step(self.model, compute_dtype=dtype)
         self.key = self._replicate(jax.random.key_data(jax.random.key(cfg.seed)))
         self.is_primary = jax.process_index() == 0
         self.ckpt = Checkpoints(out, keep=cfg.keep_checkpoints)
@@ -90,16 +91,31 @@ class JaxEngine:
     def reset_epoch_metrics(self) -> None:
         self.state.metrics = self._replicate(zero_metrics())
 
+    def _weights(self) -> tuple:
+        """(params, batch_stats) that are evaluated and exported: the EMA's when there is one."""
+        return self.state.ema if self.state.ema is not None else (self.state.params, self.state.batch_stats)
+
     def evaluate(self, batches) -> tuple[float, float, np.ndarray]:
         loss_sum, correct, n, preds = 0.0, 0, 0, []
+        params, batch_stats = self._weights()
         for images, labels, mask in batches:
-            ls, c, logits = self._eval_step(self.state.params, self.state.batch_stats, self._put(images),
+            ls, c, logits = self._eval_step(params, batch_stats, self._put(images),
                                             self._put(labels.astype(np.int32)), self._put(mask))
             loss_sum += float(self._host(ls))
             correct += int(self._host(c))
             n += int(mask.sum())
             preds.append(self._get(logits).argmax(-1)[mask])
         return loss_sum / n, correct / n, np.concatenate(preds)
+
+    def evaluate_tta(self, batches) -> float:
+        correct, n = 0, 0
+        params, batch_stats = self._weights()
+        for images, labels, mask in batches:
+            c = self._tta_step(params, batch_stats, self._put(images), self._put(labels.astype(np.int32)),
+                               self._put(mask))
+            correct += int(self._host(c))
+            n += int(mask.sum())
+        return correct / n
 
     def has_checkpoint(self) -> bool:
         return self.ckpt.latest_step() is not None
@@ -114,10 +130,10 @@ class JaxEngine:
         return meta
 
     def _sync_module(self) -> None:
-        """Write the current state back into the NNX module (for weights export)."""
+        """Write the evaluated weights back into the NNX module (for weights export)."""
         from flax import nnx
 
-        nnx.update(self.module, self._host(self.state.params), self._host(self.state.batch_stats))
+        nnx.update(self.module, *self._host(self._weights()))
 
     def export_weights(self, path: Path) -> None:
         self._sync_module()

@@ -36,6 +36,7 @@ class Engine(Protocol):
     def epoch_metrics(self) -> dict: ...          # host sync: loss_sum, correct, count, nonfinite
     def reset_epoch_metrics(self) -> None: ...
     def evaluate(self, batches) -> tuple[float, float, np.ndarray]: ...  # loss, accuracy, preds
+    def evaluate_tta(self, batches) -> float: ...  # accuracy of the image + flip softmax average
     def has_checkpoint(self) -> bool: ...
     def save(self, step: int, meta: dict, *, test_accuracy: float | None = None) -> None: ...
     def restore(self, log) -> dict: ...  # newest intact checkpoint; damaged ones reported via log
@@ -85,7 +86,7 @@ def _check_finite(m: dict, epoch: int, step: int) -> None:
 
 # Flags a resumed run may change: they change nothing it computes, or (device layout) only the
 # float32 summation order. Any other difference would silently make a different run.
-RESUMABLE_CHANGES = {"resume", "progress", "log_every", "workers", "tensorboard", "checkpoint_every",
+RESUMABLE_CHANGES = {"resume", "progress", "log_every", "workers", "tensorboard", "checkpoint_every", "tta_flip",
                       "keep_checkpoints", "eval_batch_size", "data_dir", "out", "init_from", "devices",
                       "cpu_devices", "coordinator", "num_processes", "process_id"}
 
@@ -189,6 +190,8 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
                 "epoch_seconds": round(time.perf_counter() - t0, 3),
                 "images_per_second": round((steps - start_step) * cfg.batch_size / train_seconds, 1),
             }
+            if cfg.tta_flip:
+                row["test_accuracy_tta"] = engine.evaluate_tta(data.test_batches())
             if engine.is_primary and all(test_acc > r["test_accuracy"] for r in history):
                 engine.export_weights(out / "best.safetensors")  # before the checkpoint: a crash redoes it
             history.append(row)
@@ -222,6 +225,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "final_test_accuracy": history[-1]["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
         "best_epoch": best["epoch"],
+        **({"final_test_accuracy_tta": history[-1]["test_accuracy_tta"]} if "test_accuracy_tta" in history[-1] else {}),
         "params": engine.num_params(),
         "receptive_field": arch.receptive_field(mcfg),
         "wall_seconds": round(wall, 1),

@@ -51,5 +51,6 @@ def prepare(cfg: TrainConfig) -> RunData:
         raise ConfigError(f"--batch-size: {cfg.batch_size} is larger than the {len(train)} training examples")
     stats = channel_stats(train.images)
     loader = TrainLoader(train.images, train.labels, batch_size=cfg.batch_size, seed=cfg.seed, augment=cfg.augment,
-                         augment_config=cfg.aug, stats=stats, workers=cfg.workers, drop_remainder=True)
+                         augment_config=cfg.aug, stats=stats, workers=cfg.workers, drop_remainder=True,
+                         epochs=cfg.epochs)
     return RunData(loader, test, stats, cfg.eval_batch_size)

@@ -1,8 +1,8 @@
 """The functional core: the model is split once; jitted steps map state → state with donation.
 
 `TrainState` holds everything a step changes — params, BatchNorm statistics, optimizer state,
-the step counter and the epoch's metric sums — so a step needs no host sync, and a checkpoint of
-it resumes an epoch exactly. Non-finite losses or gradients leave the state unchanged and are
+the step counter, the epoch's metric sums and (with `ema_decay`) the moving average of the weights
+and BatchNorm statistics — so a step needs no host sync, and a checkpoint of it resumes an epoch exactly. Non-finite losses or gradients leave the state unchanged and are
 counted in `metrics["nonfinite"]`; the loop checks that count whenever it syncs.
 """
 
@@ -29,6 +29,7 @@ class TrainState:
     opt_state: optax.OptState
     step: jax.Array
     metrics: dict[str, jax.Array]
+    ema: tuple[nnx.State, nnx.State] | None = None  # (params, batch_stats) averaged; None = no EMA
 
 
 def zero_metrics() -> dict[str, jax.Array]:
@@ -71,13 +72,23 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits.astype(dtype), onehot)
 
 
-def init_state(model: Model, tx: optax.GradientTransformation) -> TrainState:
-    return TrainState(model.params, model.batch_stats, tx.init(model.params), jnp.zeros((), jnp.int32), zero_metrics())
+def init_state(model: Model, tx: optax.GradientTransformation, *, ema: bool = False) -> TrainState:
+    copy = lambda s: jax.tree.map(jnp.array, s)  # noqa: E731  (own buffers: the state is donated)
+    return TrainState(model.params, model.batch_stats, tx.init(model.params), jnp.zeros((), jnp.int32), zero_metrics(),
+                      (copy(model.params), copy(model.batch_stats)) if ema else None)
+
+
+def ema_decay_at(decay: float, step):
+    """The EMA's decay at 0-based `step`: min(decay, (1 + step) / (10 + step)), so early weights fade fast."""
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
-                    compute_dtype=jnp.float32, augment: Callable | None = None) -> Callable:
+                    compute_dtype=jnp.float32, augment: Callable | None = None, ema_decay: float = 0.0) -> Callable:
     """train_step(state, images, labels, key_data) -> state (jitted, `state` donated).
+
+    With `ema_decay` > 0 (and a state from `init_state(..., ema=True)`) every applied step also
+    moves `state.ema` towards the new params and BatchNorm statistics (`ema_decay_at`).
 
     `augment(key, images) -> float images` runs first when given (the on-device path); dropout
     and augmentation keys are folded from `key` and the step number, so a resumed run draws the
@@ -110,8 +121,12 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
             "count": m["count"] + jnp.where(ok, n, 0),
             "nonfinite": m["nonfinite"] + (~ok).astype(jnp.int32),
         }
+        ema = state.ema
+        if ema_decay:
+            d = ema_decay_at(ema_decay, state.step.astype(jnp.float32))
+            ema = keep(jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, (new_params, new_stats)), ema)
         return TrainState(keep(new_params, state.params), keep(new_stats, state.batch_stats),
-                          keep(new_opt, state.opt_state), state.step + 1, metrics)
+                          keep(new_opt, state.opt_state), state.step + 1, metrics, ema)
 
     return jax.jit(ops.pinned(train_step), donate_argnums=0, compiler_options=ops.cpu_compiler_options())
 
@@ -127,3 +142,16 @@ def make_eval_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
         return jnp.where(mask, loss, 0.0).sum(), correct.sum(), logits
 
     return jax.jit(ops.pinned(eval_step), compiler_options=ops.cpu_compiler_options())
+
+
+def make_tta_step(model: Model, *, compute_dtype=jnp.float32) -> Callable:
+    """tta_step(params, batch_stats, images NHWC, labels, mask) -> correct count of the softmax
+    averaged over each image and its horizontal flip."""
+
+    def tta_step(params, batch_stats, images, labels, mask):
+        m = model.merge(params, batch_stats, train=False)
+        x = images.astype(compute_dtype)
+        probs = sum(jax.nn.softmax(m(v).astype(jnp.float32)) for v in (x, x[:, :, ::-1]))
+        return ((probs.argmax(-1) == labels) & mask).sum()
+
+    return jax.jit(ops.pinned(tta_step), compiler_options=ops.cpu_compiler_options())

@@ -71,6 +71,9 @@ class TrainConfig:
     """Adam beta2."""
     label_smoothing: float = 0.1
     """Cross-entropy label smoothing (torch's label_smoothing semantics)."""
+    ema_decay: float = 0.0
+    """Evaluate and export an exponential moving average of the weights and BatchNorm statistics,
+    updated each step with decay min(ema_decay, (1 + t) / (10 + t)) at step t (0 = off)."""
     dropout: float = 0.0
     """Dropout rate after every conv layer (overrides the --model file's)."""
     model: str | None = None
@@ -95,6 +98,9 @@ class TrainConfig:
     """Grain worker processes for the CPU augmentation (0 = in the main process)."""
     eval_batch_size: int = 500
     """Batch size for evaluation (the last batch is padded and masked)."""
+    tta_flip: bool = False
+    """Also report the test accuracy of the softmax averaged over each image and its horizontal
+    flip (metrics column test_accuracy_tta); test_accuracy stays single-view."""
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (the best one is kept separately)."""
     checkpoint_every: int = 100
@@ -160,6 +166,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(0 <= cfg.beta1 < 1, "beta1", f"must be in [0, 1), got {cfg.beta1}")
     need(0 <= cfg.beta2 < 1, "beta2", f"must be in [0, 1), got {cfg.beta2}")
     need(0 <= cfg.label_smoothing < 1, "label_smoothing", f"must be in [0, 1), got {cfg.label_smoothing}")
+    need(0 <= cfg.ema_decay < 1, "ema_decay", f"must be in [0, 1), got {cfg.ema_decay}")
     need(0 <= cfg.dropout < 1, "dropout", f"must be in [0, 1), got {cfg.dropout}")
     need(cfg.train_examples is None or cfg.train_examples >= 1, "train_examples",
          f"must be >= 1, got {cfg.train_examples}")
@@ -181,6 +188,8 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(cfg.num_processes == 1 or cfg.coordinator, "coordinator", "is required with --num-processes > 1")
     if need_data_dir and cfg.data_dir is not None and not (cfg.data_dir == "tfds" or cfg.data_dir.startswith("tfds:")):
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
+    need(cfg.aug.fade_epochs == 0 or cfg.augment == "albumentations", "aug.fade_epochs",
+         f"fades the albumentations path only; --augment is {cfg.augment}")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
         from flax_cnn.faults import FileError

@@ -10,6 +10,7 @@ import pytest
 
 from flax_cnn.config import ConfigError
 from flax_cnn.data import ChannelStats, DataError, EvalLoader, TrainLoader, channel_stats, normalize
+from flax_cnn.data.augment_config import AugmentConfig
 from flax_cnn.data.pipeline import BatchMaker
 
 STATS = ChannelStats((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
@@ -79,6 +80,23 @@ def test_batch_is_a_pure_function_of_seed_epoch_step():
     assert_same(full, [lo.batch(2, s) for s in range(3)])
     assert_same(full[1:], epoch_batches(loader(augment="albumentations"), 2, start=1))
     assert_same(full, epoch_batches(lo, 2))  # again, after the live iterator moved on
+
+
+def test_fade_scales_affine_and_cutout_over_the_last_epochs():
+    cfg = AugmentConfig(fade_epochs=3)
+    assert [cfg.at_epoch(e, 10).affine_p for e in range(10)] == [0.5] * 7 + [0.375, 0.25, 0.125]
+    assert [cfg.at_epoch(e, 10).cutout_p for e in (6, 9)] == [0.5, 0.125]
+    assert {cfg.at_epoch(e, 10).flip_p for e in range(10)} == {0.5} and AugmentConfig().at_epoch(9, 10) == AugmentConfig()
+
+
+def test_a_faded_epoch_augments_as_its_static_config_does():
+    faded = loader(augment="albumentations", augment_config=AugmentConfig(fade_epochs=2), epochs=4)
+    for epoch, p in ((1, 0.5), (2, 1 / 3), (3, 0.5 / 3)):
+        static = loader(augment="albumentations", augment_config=AugmentConfig(affine_p=p, cutout_p=p))
+        assert_same([faded.batch(epoch, s) for s in range(3)], [static.batch(epoch, s) for s in range(3)])
+    assert not np.array_equal(faded.batch(3, 0)[0], loader(augment="albumentations").batch(3, 0)[0])
+    with pytest.raises(ConfigError, match="TrainLoader.epochs: is needed to fade"):
+        loader(augment="albumentations", augment_config=AugmentConfig(fade_epochs=2))
 
 
 def test_resume_mid_epoch_from_a_json_state_sees_the_same_batches():

@@ -3,7 +3,8 @@
 Layout of one checkpoint directory `<root>/<step>/`: `model.safetensors` (state_dict),
 `optimizer.safetensors` + `optimizer.json` (per-parameter Adam moments; param_groups),
 `scheduler.json`, `rng.safetensors` (torch's CPU generator state, for dropout), `meta.json`, and
-last `checksums.json` (sizes and SHA-256 of the others, `flax_cnn.checksums`). Written to a
+`ema.safetensors` (state_dict of the weight average) when the run keeps one, and last
+`checksums.json` (sizes and SHA-256 of the others, `flax_cnn.checksums`). Written to a
 temporary directory and renamed, so a crash never leaves half a checkpoint; `--resume` verifies
 the checksums and restores the newest step that passes (`flax_cnn.resume`).
 """
@@ -43,7 +44,8 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], scalars: dict) -> dict:
     return {"state": state, "param_groups": groups}
 
 
-def save(dirpath: Path, *, model, optimizer, scheduler, metrics: dict[str, torch.Tensor], meta: dict) -> None:
+def save(dirpath: Path, *, model, optimizer, scheduler, metrics: dict[str, torch.Tensor], meta: dict,
+         ema=None) -> None:
     tmp = dirpath.with_name(dirpath.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -54,15 +56,19 @@ def save(dirpath: Path, *, model, optimizer, scheduler, metrics: dict[str, torch
     (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict() if scheduler is not None else None))
     save_file({"cpu": torch.get_rng_state(), **{f"metric.{k}": v.detach().cpu() for k, v in metrics.items()}},
               str(tmp / "rng.safetensors"))
+    if ema is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
     (tmp / "meta.json").write_text(json.dumps(meta))
     checksums.write(tmp)
     shutil.rmtree(dirpath, ignore_errors=True)
     tmp.rename(dirpath)
 
 
-def load(dirpath: Path, *, model, optimizer, scheduler) -> tuple[dict[str, torch.Tensor], dict]:
-    """Restore model, optimizer, scheduler and RNG in place; returns (metric sums, meta)."""
+def load(dirpath: Path, *, model, optimizer, scheduler, ema=None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Restore model, optimizer, scheduler, RNG (and the EMA) in place; returns (metric sums, meta)."""
     model.load_state_dict(load_file(str(dirpath / "model.safetensors")), strict=True)
+    if ema is not None:
+        ema.load_state_dict(load_file(str(dirpath / "ema.safetensors")), strict=True)
     optimizer.load_state_dict(_optimizer_join(load_file(str(dirpath / "optimizer.safetensors")),
                                               json.loads((dirpath / "optimizer.json").read_text())))
     sched = json.loads((dirpath / "scheduler.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,12 @@ def _zero_metrics(device) -> dict[str, torch.Tensor]:
 
 
 class TorchEngine:
-    """Model, Adam and the LR scheduler; metric sums stay tensors so steps need no host sync."""
+    """Model, Adam and the LR scheduler; metric sums stay tensors so steps need no host sync.
+
+    With `ema_decay`, `self.ema` is a copy of the model whose parameters and BatchNorm buffers
+    follow the same moving average as the JAX step's (`flax_cnn.step.ema_decay_at`); it is what
+    is evaluated, exported and checkpointed alongside the model.
+    """
 
     framework = "torch"
     is_primary = True
@@ -46,6 +52,11 @@ class TorchEngine:
         self.sched = make_scheduler(self.opt, cfg, steps_per_epoch)
         self.label_smoothing = cfg.label_smoothing
         self.precision = cfg.precision
+        self.steps_per_epoch, self.steps = steps_per_epoch, 0
+        self.ema_decay = cfg.ema_decay
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if cfg.ema_decay else None
+        # state_dict tensors alias the live ones (optimizer steps and loads are in place)
+        self._ema_pairs = list(zip(self.ema.state_dict().values(), self.model.state_dict().values())) if self.ema else []
         self.metrics = _zero_metrics(self.device)
         self.ckpt = checkpoint.Checkpoints(out, keep=cfg.keep_checkpoints)
 
@@ -67,12 +78,28 @@ class TorchEngine:
             self.opt.step()
             if self.sched is not None:
                 self.sched.step()
+            if self.ema is not None:
+                self._update_ema()
+        self.steps += 1
         n = y.shape[0]
         m = self.metrics
         m["loss_sum"] += torch.where(ok, loss.detach().double() * n, 0.0)
         m["correct"] += torch.where(ok, (logits.argmax(1) == y).sum(), 0)
         m["count"] += torch.where(ok, n, 0)
         m["nonfinite"] += (~ok).long()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = min(self.ema_decay, (1.0 + self.steps) / (10.0 + self.steps))
+        for e, m in self._ema_pairs:
+            if e.dtype.is_floating_point:
+                e.mul_(d).add_(m, alpha=1 - d)
+            else:  # BatchNorm's num_batches_tracked
+                e.copy_(m)
+
+    @property
+    def _evaluated(self) -> torch.nn.Module:
+        return self.ema if self.ema is not None else self.model
 
     def epoch_metrics(self) -> dict:
         m = {k: v.item() for k, v in self.metrics.items()}
@@ -84,12 +111,13 @@ class TorchEngine:
 
     @torch.no_grad()
     def evaluate(self, batches) -> tuple[float, float, np.ndarray]:
-        self.model.eval()
+        model = self._evaluated
+        model.eval()
         loss_sum, correct, n, preds = 0.0, 0, 0, []
         try:
             for images, labels, mask in batches:
                 with autocast(self.precision, self.device):
-                    logits = self.model(self._tensor(images[mask].transpose(0, 3, 1, 2))).float()
+                    logits = model(self._tensor(images[mask].transpose(0, 3, 1, 2))).float()
                 y = self._tensor(labels[mask].astype(np.int64))
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
                 p = logits.argmax(1)
@@ -97,23 +125,40 @@ class TorchEngine:
                 n += len(y)
                 preds.append(p.cpu().numpy())
         finally:
-            self.model.train()
+            model.train()
         return loss_sum / n, correct / n, np.concatenate(preds)
+
+    @torch.no_grad()
+    def evaluate_tta(self, batches) -> float:
+        model = self._evaluated
+        model.eval()
+        correct, n = 0, 0
+        try:
+            for images, labels, mask in batches:
+                x = self._tensor(images[mask].transpose(0, 3, 1, 2))
+                probs = model(x).softmax(1) + model(torch.flip(x, dims=(3,))).softmax(1)
+                correct += int((probs.argmax(1) == self._tensor(labels[mask].astype(np.int64))).sum())
+                n += len(x)
+        finally:
+            model.train()
+        return correct / n
 
     def has_checkpoint(self) -> bool:
         return self.ckpt.latest_step() is not None
 
     def save(self, step: int, meta: dict, *, test_accuracy: float | None = None) -> None:
         self.ckpt.save(step, model=self.model, optimizer=self.opt, scheduler=self.sched, metrics=self.metrics,
-                       meta=meta, test_accuracy=test_accuracy)
+                       meta=meta, test_accuracy=test_accuracy, ema=self.ema)
 
     def restore(self, log=print) -> dict:
-        metrics, meta = self.ckpt.load_latest(log=log, model=self.model, optimizer=self.opt, scheduler=self.sched)
+        metrics, meta = self.ckpt.load_latest(log=log, model=self.model, optimizer=self.opt, scheduler=self.sched,
+                                              ema=self.ema)
         self.metrics = {k: v.to(self.device) for k, v in metrics.items()}
+        self.steps = meta["epoch"] * self.steps_per_epoch + meta["step_in_epoch"]
         return meta
 
     def export_weights(self, path: Path) -> None:
-        save_weights(self.model, path)
+        save_weights(self._evaluated, path)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())

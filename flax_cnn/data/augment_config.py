@@ -39,12 +39,23 @@ class AugmentConfig:
     """side of each square cutout hole in pixels"""
     cutout_holes: int = 1
     """number of cutout holes (they may overlap)"""
+    fade_epochs: int = 0
+    """the last N epochs fade affine_p and cutout_p linearly towards 0 (the k-th last epoch uses
+    k/(N+1) of them), so training ends on images closer to the test set's; flip is not faded"""
 
     def __post_init__(self) -> None:
         validate(self)
 
     def replace(self, **changes) -> AugmentConfig:
         return dataclasses.replace(self, **changes)
+
+    def at_epoch(self, epoch: int, epochs: int) -> AugmentConfig:
+        """The static config epoch `epoch` (0-based) of an `epochs`-epoch run uses (see fade_epochs)."""
+        left = epochs - epoch  # epochs left, this one included
+        if left > self.fade_epochs:
+            return self
+        f = left / (self.fade_epochs + 1)
+        return self.replace(affine_p=self.affine_p * f, cutout_p=self.cutout_p * f)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,6 +76,7 @@ def validate(cfg: AugmentConfig, image_size: int = 32) -> None:
     need(isinstance(cfg.cutout_size, int) and 1 <= cfg.cutout_size <= image_size, "cutout_size",
          f"must be an int in [1, {image_size}]")
     need(isinstance(cfg.cutout_holes, int) and cfg.cutout_holes >= 1, "cutout_holes", "must be an int >= 1")
+    need(isinstance(cfg.fade_epochs, int) and cfg.fade_epochs >= 0, "fade_epochs", "must be an int >= 0")
 
 
 def cutout_fill(mean: tuple[float, ...]) -> tuple[int, ...]:

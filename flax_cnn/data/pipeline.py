@@ -33,16 +33,21 @@ class BatchMaker:
     """(global step) → one training batch; picklable, so grain can run it in worker processes."""
 
     def __init__(self, images, labels, batch_size: int, seed: int, steps_per_epoch: int, mode: AugmentMode,
-                 augment_config: AugmentConfig, stats: ChannelStats):
+                 augment_config: AugmentConfig, stats: ChannelStats, epochs: int | None = None):
         self.images, self.labels = images, labels.astype(np.int32)
         self.batch_size, self.seed, self.steps_per_epoch, self.mode = batch_size, seed, steps_per_epoch, mode
-        self.stats = stats
-        self.augmenter = None
-        if mode == "albumentations":
-            from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter
-
-            self.augmenter = AlbumentationsAugmenter(augment_config, stats.mean)
+        self.stats, self.augment_config, self.epochs = stats, augment_config, epochs
+        self._augmenters: dict[AugmentConfig, object] = {}  # one per distinct per-epoch config
         self._order: tuple[int, np.ndarray] | None = None  # the current epoch's permutation
+
+    def augmenter(self, epoch: int):
+        """The albumentations augmenter of `epoch` (its probabilities follow AugmentConfig.fade_epochs)."""
+        from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter
+
+        cfg = self.augment_config if self.epochs is None else self.augment_config.at_epoch(epoch, self.epochs)
+        if cfg not in self._augmenters:
+            self._augmenters[cfg] = AlbumentationsAugmenter(cfg, self.stats.mean)
+        return self._augmenters[cfg]
 
     def order(self, epoch: int) -> np.ndarray:
         """The epoch's permutation of example indices, from (seed, epoch) alone."""
@@ -56,8 +61,8 @@ class BatchMaker:
         epoch, step = divmod(int(global_step), self.steps_per_epoch)
         idx = self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size]
         images = self.images[idx]
-        if self.augmenter is not None:
-            images = self.augmenter(images, [self.seed, 1, epoch, step])
+        if self.mode == "albumentations":
+            images = self.augmenter(epoch)(images, [self.seed, 1, epoch, step])
         if self.mode != "device":
             images = normalize(images, self.stats)
         return images, self.labels[idx]
@@ -71,11 +76,13 @@ class TrainLoader:
     `drop_remainder=True` drops the last partial batch of each epoch; False yields it short.
     `workers=0` computes batches in the main process (one prefetch thread); N > 0 starts N grain
     worker processes, kept alive across epochs while iteration continues where it left off.
+    `epochs` (the run's length) is needed when `augment_config.fade_epochs` is set.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                  augment: AugmentMode = "albumentations", augment_config: AugmentConfig = AugmentConfig(),
-                 stats: ChannelStats, workers: int = 0, drop_remainder: bool = True, prefetch: int = 2):
+                 stats: ChannelStats, workers: int = 0, drop_remainder: bool = True, prefetch: int = 2,
+                 epochs: int | None = None):
         _check_arrays(images, labels, "TrainLoader")
         for ok, field, value, msg in [
             (batch_size >= 1, "batch_size", batch_size, "must be >= 1"),
@@ -85,6 +92,8 @@ class TrainLoader:
             (prefetch >= 1, "prefetch", prefetch, "must be >= 1"),
             (not drop_remainder or batch_size <= len(images), "batch_size", batch_size,
              f"is larger than the {len(images)} examples, so drop_remainder leaves no batch"),
+            (epochs is not None or not augment_config.fade_epochs, "epochs", epochs,
+             "is needed to fade the augmentation over the last epochs (augment_config.fade_epochs)"),
         ]:
             if not ok:
                 raise ConfigError(f"TrainLoader.{field}: {msg}, got {value!r}")
@@ -94,7 +103,7 @@ class TrainLoader:
         self.num_examples = n
         self.steps_per_epoch = n // batch_size if drop_remainder else math.ceil(n / batch_size)
         self.make_batch = BatchMaker(images, labels, batch_size, seed, self.steps_per_epoch, augment,
-                                     augment_config, stats)
+                                     augment_config, stats, epochs)
         self._live = None       # the grain iterator, positioned at global step self._live_next
         self._live_next = -1
 
