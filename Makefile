@@ -1,7 +1,7 @@
 # The two commands of README: `make train` and `make test`. Each sets up .venv first if needed
 # (scripts/setup_env.sh: TORCH=auto|cpu|cuda|skip picks the torch build).
 #   make train DATA=../shared/data/cifar10 ARGS="--epochs 1 --train-examples 1024"
-#   make test
+#   make test            (make test-extended: the wider zoo sweep, ~10 more minutes)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ ARGS ?=
 CIFAR10_DIR ?= $(firstword $(wildcard ../shared/data/cifar10 /work/shared/data/cifar10) ../shared/data/cifar10)
 export NO_ALBUMENTATIONS_UPDATE = 1
 
-.PHONY: setup train test
+.PHONY: setup train test test-extended
 setup:
 	@VENV=$(VENV) scripts/setup_env.sh
 
@@ -22,4 +22,7 @@ train: setup
 test: setup
 	@if [[ -f "$(CIFAR10_DIR)/test_batch.bin" ]]; then \
 	  export CIFAR10_DIR="$$(cd "$(CIFAR10_DIR)" && pwd)" FLAX_CNN_REQUIRE_REAL_DATA=1; fi; \
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
+
+test-extended: setup
+	$(PY) -m pytest -q -n 2 -m extended

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def test_goals_compare_jax_with_torch_per_batch_size(tmp_path):
 def test_dry_run_runs_every_stage_and_writes_its_results(tmp_path, train_data_dir):
     out = tmp_path / "gpu"
     proc = subprocess.run(["bash", "scripts/gpu_check.sh", str(out), "--dry-run", "--data-dir", train_data_dir],
-                          cwd=REPO, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", PYTHON=sys.executable), capture_output=True, text=True,
                           timeout=1500)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())

@@ -99,3 +99,14 @@ def test_gradient_batch_prefers_no_flips_then_none_in_the_twin_under_test_then_c
     assert choose_batch([t(0, 1, 0, 1e-3), t(1, 2, 2, 1e-4)]) == 1  # nothing clean: the best-conditioned
     # among kink-free batches, the one where torch's own float32 gradient is closest to exact
     assert choose_batch([t(0, 0, 0, 3e-2), t(1, 0, 0, 2e-6), t(2, 0, 0, 5e-4), t(3, 1, 0, 1e-9)]) == 1
+
+
+def test_a_float32_only_gradient_miss_moves_to_the_next_batch_and_a_float64_miss_does_not():
+    from parity.suite.results import Check
+    from parity.suite.runner import _float32_only_failure
+
+    def c(dtype, ok):
+        return Check("gradient", f"d loss / d param, 3 tensors [{dtype}]", 0.0 if ok else 1.0, 0.5, "", {})
+    assert _float32_only_failure([c("float32", False), c("float64", True)])  # exact math agrees: rounding
+    assert not _float32_only_failure([c("float32", False), c("float64", False)])  # a wrong port
+    assert not _float32_only_failure([c("float32", True), c("float64", True)])

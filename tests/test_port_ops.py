@@ -199,3 +199,16 @@ def test_functional_dropout_follows_the_ported_modules_mode():
     assert set(np.unique(out)) <= {0.0, 2.0} and 0 < (out == 0).mean() < 1
     with pytest.raises(ValueError, match="needs a PRNG key"):
         res.module(xn)
+
+
+def test_hardsigmoid_backward_is_torchs_even_in_float64():
+    """torch's hardsigmoid backward multiplies by 1/6 rounded to float32 in every dtype, so the exact
+    derivative is 3e-8 off it in float64 (this failed MobileNet v3's float64 gradient check)."""
+    x = torch.linspace(-4.0, 4.0, 17, dtype=torch.float64).reshape(1, 1, 1, 17)  # ±3 and 0 on the grid
+    res = port(nn.Sequential(nn.Hardsigmoid()), x.float())
+    xt = x.clone().requires_grad_(True)
+    F.hardsigmoid(xt).sum().backward()
+    with jax.enable_x64(True):
+        g = jax.grad(lambda v: jnp.sum(res.module(v)))(jnp.asarray(x.numpy().transpose(0, 2, 3, 1).copy()))
+    assert np.array_equal(np.asarray(g).transpose(0, 3, 1, 2), xt.grad.numpy())  # bit for bit, 0 at ±3
+    assert xt.grad[0, 0, 0, 8].item() == float(np.float32(1 / 6)) != 1 / 6

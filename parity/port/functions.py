@@ -11,6 +11,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from parity.port.program import NHWC
@@ -117,8 +118,25 @@ def _gelu(x, approximate: str = "none"):
     return jax.nn.gelu(x, approximate=approximate == "tanh")
 
 
+@jax.custom_vjp
 def _hardsigmoid(x):
     return jax.nn.relu6(x + 3.0) / 6.0
+
+
+def _hardsigmoid_fwd(x):
+    return _hardsigmoid(x), x
+
+
+def _hardsigmoid_bwd(x, g):
+    """Parity trap: torch's hardsigmoid backward multiplies by 1/6 *rounded to float32* in every
+    dtype (torch 2.13, float64: d/dx = 0.1666666716337204), and is 0 at x = ±3; its float64
+    gradient is float32-accurate there, and a port that differentiates x/6 exactly is 3e-8 off it."""
+    sixth = jnp.asarray(_FLOAT32_SIXTH, g.dtype)
+    return (jnp.where((x > -3.0) & (x < 3.0), g * sixth, jnp.zeros_like(g)),)
+
+
+_FLOAT32_SIXTH = float(np.float32(1.0) / np.float32(6.0))
+_hardsigmoid.defvjp(_hardsigmoid_fwd, _hardsigmoid_bwd)
 
 
 def _leaky_relu(x, negative_slope: float = 0.01):

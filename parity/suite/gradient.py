@@ -99,7 +99,7 @@ def gradient_errors(t_grads: dict[str, np.ndarray], f_grads: dict[str, np.ndarra
 def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
                     labels: np.ndarray, *, label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (),
                     layer_pairs: Sequence[ModulePair] | None = None, dtypes: Sequence[str] = ("float32",),
-                    batch_note: str = "") -> list[Check]:
+                    batch_note: str = "", locate_failures: bool = True) -> list[Check]:
     """The loss and every parameter's gradient of the Flax twin in each of `dtypes`, against the
     torch twin's exact (float64) values, torch float32's own error the yardstick (`verdict`).
 
@@ -127,14 +127,22 @@ def gradient_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
         checks += _checks(dtype, key_map, label_smoothing, loss, grads, ref_loss, ref, own, own_loss, batch_note,
                           terms, jax_vs_torch_f32=gradient_errors(t_grads, grads, terms) if dtype == "float32" else None,
                           flax32=(flax32, flax32_loss) if dtype == "float64" else None)
-    if any(not c.passed for c in checks):
-        from parity.suite.backward import locate
-
-        found = locate(torch_model, flax_model, key_map, x_nchw, labels, layer_pairs=layer_pairs,
-                       dtypes=[c.name.rsplit("[", 1)[1].rstrip("]") for c in checks if not c.passed][:1], **kw)
-        checks = [c if c.passed else Check(c.family, c.name, c.error, c.tol, f"{c.where}; {found}",
-                                           dict(c.details, backward=found)) for c in checks]
+    if locate_failures:
+        checks = with_location(checks, torch_model, flax_model, key_map, x_nchw, labels, layer_pairs=layer_pairs, **kw)
     return checks
+
+
+def with_location(checks: list[Check], torch_model, flax_model, key_map: Sequence[KeyMappingLike],
+                  x_nchw: np.ndarray, labels: np.ndarray, **kw) -> list[Check]:
+    """`checks` with the backward locator's finding added to each failing one (`backward.locate`)."""
+    if all(c.passed for c in checks):
+        return checks
+    from parity.suite.backward import locate
+
+    found = locate(torch_model, flax_model, key_map, x_nchw, labels,
+                   dtypes=[c.name.rsplit("[", 1)[1].rstrip("]") for c in checks if not c.passed][:1], **kw)
+    return [c if c.passed else Check(c.family, c.name, c.error, c.tol, f"{c.where}; {found}",
+                                     dict(c.details, backward=found)) for c in checks]
 
 
 def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: float, loss: float,

@@ -108,8 +108,12 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
 def choose_batch(tried: Sequence[dict]) -> int:
     """The best-conditioned batch where neither twin flips, else where the Flax twin (the one the
     check judges) does not, else the best-conditioned one."""
-    for ok in (lambda t: not t["flips"], lambda t: not t["jax_flips"], lambda t: True):
-        good = [t for t in tried if ok(t)]
-        if good:
-            return min(good, key=lambda t: t.get("torch_error", 0.0))["batch"]
-    return 0
+    return ranked_batches(tried)[0] if tried else 0
+
+
+def ranked_batches(tried: Sequence[dict]) -> list[int]:
+    """Every tried batch, best first: no flips in either twin, then none in the Flax twin, then the
+    rest; within each, best-conditioned first."""
+    def rank(t):
+        return (0 if not t["flips"] else 1 if not t["jax_flips"] else 2, t.get("torch_error", 0.0))
+    return [t["batch"] for t in sorted(tried, key=rank)]

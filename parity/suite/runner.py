@@ -18,8 +18,8 @@ from parity.suite.batchnorm import batchnorm_checks
 from parity.suite.bf16 import bf16_checks
 from parity.suite.data import Batch
 from parity.suite.forward import dropout_check, forward_checks
-from parity.suite.gradient import gradient_checks
-from parity.suite.kinks import smooth_batch
+from parity.suite.gradient import gradient_checks, with_location
+from parity.suite.kinks import ranked_batches, smooth_batch
 from parity.suite.layers import layer_checks
 from parity.suite.pair import TwinPair
 from parity.suite.results import FAMILIES, Check, Report, skipped
@@ -86,14 +86,22 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
                             dtypes=dtypes)
 
     def gradient():
-        i, tried = smooth_batch(tm, fm, km, inputs.batches[:options.gradient_candidates],
+        _, tried = smooth_batch(tm, fm, km, inputs.batches[:options.gradient_candidates],
                                 layer_pairs=pair.layer_pairs or None, dropout_pairs=pair.dropout_pairs,
                                 label_smoothing=inputs.train_cfg.label_smoothing, probe=pair.kink_probe)
-        note = _kink_note(i, tried)
-        gx, gy = inputs.batches[i]
-        return gradient_checks(tm, fm, km, gx, gy, dropout_pairs=pair.dropout_pairs,
-                               layer_pairs=pair.layer_pairs or None, label_smoothing=inputs.train_cfg.label_smoothing,
-                               dtypes=dtypes, batch_note=note)
+        kw = dict(dropout_pairs=pair.dropout_pairs, layer_pairs=pair.layer_pairs or None,
+                  label_smoothing=inputs.train_cfg.label_smoothing)
+        ranked, flipped = ranked_batches(tried), []
+        for n, i in enumerate(ranked):
+            gx, gy = inputs.batches[i]
+            checks = gradient_checks(tm, fm, km, gx, gy, dtypes=("float32", "float64"),
+                                     batch_note=_kink_note(i, tried, flipped), locate_failures=False, **kw)
+            if n + 1 < len(ranked) and _float32_only_failure(checks):
+                flipped.append((i, max(c.error for c in checks if not c.passed)))
+                continue
+            checks = [c for c in checks if c.name.endswith(tuple(f"[{d}]" for d in dtypes))]
+            return with_location(checks, tm, fm, km, gx, gy, **kw)
+        return []
 
     def batchnorm():
         return batchnorm_checks(tm, fm, km, [b[0] for b in inputs.batches[:options.bn_steps]],
@@ -142,11 +150,25 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
     return report
 
 
-def _kink_note(chosen: int, tried: list[dict]) -> str:
-    """Which batch the gradient family used, and why."""
+def _float32_only_failure(checks) -> bool:
+    """A float32 gradient check fails while every float64 one passes: exact math agrees, so the
+    float32 miss is rounding — a kink flip in the gradient's own compile (XLA fuses value_and_grad's
+    forward differently from the probe's forward, so a pre-activation within ~1e-6 of a kink can
+    land on the other side there only; measured: RegNetY at batch 8, 4e-4 on one of 4 batches)."""
+    return (any(not c.passed for c in checks if c.name.endswith("[float32]"))
+            and all(c.passed for c in checks if c.name.endswith("[float64]")))
+
+
+def _kink_note(chosen: int, tried: list[dict], flipped: list[tuple[int, float]] = ()) -> str:
+    """Which batch the gradient family used, and why (`flipped`: batches passed over, float32 error)."""
     t = tried[chosen]
-    cond = (f"batch {chosen} of {len(tried)} tried: the best-conditioned kink-free one (torch float32's own "
+    which = "the next best" if flipped else "the best-conditioned kink-free one"
+    cond = (f"batch {chosen} of {len(tried)} tried: {which} (torch float32's own "
             f"gradient error {t.get('torch_error', 0.0):.1e})" if len(tried) > 1 else "")
+    if flipped:
+        cond += "; passed over: " + ", ".join(
+            f"batch {i} (float32 {e:.1e} off exact while float64 agrees: a kink flip in the gradient's compile)"
+            for i, e in flipped)
     if t["jax_flips"]:
         return f"every tried batch has ReLU kink flips in the Flax twin ({t['flips']} on batch {chosen})"
     if t["flips"]:
