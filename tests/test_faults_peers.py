@@ -21,7 +21,7 @@ JAX_FATAL = "Terminating process because the JAX distributed service detected fa
             "indicates that another task died"
 
 
-@pytest.mark.parametrize("victim", [1, 0])
+@pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.extended)])  # 0: JAX aborts all
 def test_when_one_process_dies_the_other_stops_with_a_clear_line(victim, uninterrupted, tmp_path):
     cfg, ref_out, _ = uninterrupted
     cfg = cfg.replace(out=str(tmp_path / "mh"), tensorboard=False, devices=0)

@@ -56,6 +56,7 @@ def test_goals_compare_jax_with_torch_per_batch_size(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 1 min of the 10 CI has; make test-extended runs it
 def test_dry_run_runs_every_stage_and_writes_its_results(tmp_path, train_data_dir):
     out = tmp_path / "gpu"
     proc = subprocess.run(["bash", "scripts/gpu_check.sh", str(out), "--dry-run", "--data-dir", train_data_dir],
