@@ -19,10 +19,11 @@ setup:
 train: setup
 	$(PY) -m flax_cnn.train $(if $(DATA),--data-dir $(DATA)) $(ARGS)
 
+REAL_DATA = if [[ -f "$(CIFAR10_DIR)/test_batch.bin" ]]; then \
+  export CIFAR10_DIR="$$(cd "$(CIFAR10_DIR)" && pwd)" FLAX_CNN_REQUIRE_REAL_DATA=1; fi;
+
 test: setup
-	@if [[ -f "$(CIFAR10_DIR)/test_batch.bin" ]]; then \
-	  export CIFAR10_DIR="$$(cd "$(CIFAR10_DIR)" && pwd)" FLAX_CNN_REQUIRE_REAL_DATA=1; fi; \
-	$(PY) -m pytest -q -n 2
+	@$(REAL_DATA) $(PY) -m pytest -q -n 2
 
 test-extended: setup
-	$(PY) -m pytest -q -n 2 -m extended
+	@$(REAL_DATA) $(PY) -m pytest -q -n 2 -m extended
