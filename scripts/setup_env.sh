@@ -27,8 +27,13 @@ case $TORCH in
   cpu)
     if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       echo "setup: installing a CPU-only torch"
-      pip install -q --no-index torch 2>/dev/null \
-        || pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+      # A local wheel (pip's find-links) goes in without its dependencies (--no-index cannot
+      # resolve them), then the same version again from the usual index brings them.
+      if pip install -q --no-index --no-deps torch 2>/dev/null; then
+        pip install -q "torch==$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+      else
+        pip install -q torch --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+      fi
     fi ;;
   skip) ;;
   *) echo "setup: TORCH must be auto, cpu, cuda or skip, got '$TORCH'" >&2; exit 2 ;;
