@@ -1,24 +1,26 @@
 """flax-cnn: a compact CIFAR-10 CNN in JAX/Flax NNX, with a PyTorch twin and parity tooling.
 
-Names are imported lazily, so framework-free parts (`flax_cnn.config`, `flax_cnn.data`) can be
+Names are imported lazily, so framework-free parts (`flax_cnn.model.config`, `flax_cnn.data`) can be
 used by the torch twin without importing JAX.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "ModelConfig": "flax_cnn.config",
-    "ConvSpec": "flax_cnn.config",
-    "BlockSpec": "flax_cnn.config",
-    "ConfigError": "flax_cnn.config",
-    "receptive_field": "flax_cnn.arch",
-    "summary": "flax_cnn.arch",
-    "param_count": "flax_cnn.arch",
-    "macs": "flax_cnn.arch",
-    "build_model": "flax_cnn.model",
-    "CNN": "flax_cnn.model",
-    "save_weights": "flax_cnn.weights",
-    "load_weights": "flax_cnn.weights",
+    "ModelConfig": "flax_cnn.model.config",
+    "ConvSpec": "flax_cnn.model.config",
+    "BlockSpec": "flax_cnn.model.config",
+    "ConfigError": "flax_cnn.model.config",
+    "receptive_field": "flax_cnn.model.analysis",
+    "summary": "flax_cnn.model.analysis",
+    "param_count": "flax_cnn.model.analysis",
+    "macs": "flax_cnn.model.analysis",
+    "build_model": "flax_cnn.model.cnn",
+    "CNN": "flax_cnn.model.cnn",
+    "save_weights": "flax_cnn.model.weights",
+    "load_weights": "flax_cnn.model.weights",
+    "TrainConfig": "flax_cnn.training.config",
+    "train_and_evaluate": "flax_cnn.training.trainer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from flax_cnn import lr_range
-from flax_cnn.lr_range import LRFindConfig, LRFindResult
+from flax_cnn.training import lr_range
+from flax_cnn.training.lr_range import LRFindConfig, LRFindResult
 
 
 def find_lr(module, batches, lrs: np.ndarray, *, weight_decay: float = 0.0, beta1: float = 0.9,
@@ -16,8 +16,8 @@ def find_lr(module, batches, lrs: np.ndarray, *, weight_decay: float = 0.0, beta
     """Sweep `lrs` on `batches` with Adam; `module` is left exactly as it was (steps run on a copy)."""
     import jax
 
-    from flax_cnn import optim
-    from flax_cnn.step import Model, init_state, make_train_step
+    from flax_cnn.training import optim
+    from flax_cnn.training.step import Model, init_state, make_train_step
 
     model = Model.split(module)
     tx = optim.adam(lrs, beta1=beta1, beta2=beta2, weight_decay=weight_decay)
@@ -42,7 +42,7 @@ def find_lr(module, batches, lrs: np.ndarray, *, weight_decay: float = 0.0, beta
 
 
 def _find(lcfg: LRFindConfig) -> LRFindResult:
-    from flax_cnn.model import build_model
+    from flax_cnn.model.cnn import build_model
 
     cfg = lcfg.train
     module = build_model(cfg.model_config(), seed=cfg.seed)

@@ -2,11 +2,11 @@
 
 import sys
 
-from flax_cnn.evaluation import predict_main
+from flax_cnn.inference.evaluation import predict_main
 
 
 def _load(run, which):
-    from flax_cnn.classifier import load_classifier
+    from flax_cnn.inference.classifier import load_classifier
 
     return load_classifier(run, which)
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from flax_cnn import hugepages
-from flax_cnn.cli import run_main
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.runtime import hugepages
+from flax_cnn.training.cli import run_main
+from flax_cnn.training.config import TrainConfig
 
 
 def _configure_devices(cfg: TrainConfig) -> None:
-    from flax_cnn import devices
+    from flax_cnn.runtime import devices
 
     devices.configure(cpu_devices=cfg.cpu_devices, coordinator=cfg.coordinator,
                       num_processes=cfg.num_processes, process_id=cfg.process_id)
 
 
 def _train(cfg: TrainConfig) -> dict:
-    from flax_cnn.trainer import train_and_evaluate
+    from flax_cnn.training.trainer import train_and_evaluate
 
     return train_and_evaluate(cfg)
 

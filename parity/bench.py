@@ -14,7 +14,7 @@ project's VMs — a cost of interleaving that a training loop, stepping back to 
 quartiles per framework, images/s, and the input pipeline alone (albumentations via grain with
 0…N workers, the on-device augmentation) complete the picture. Page faults and kernel CPU time
 per step are counted for each framework: on CPU, fresh memory is a large part of a step's cost
-(see `flax_cnn.hugepages`; the command re-executes itself with glibc's huge-page malloc, as the
+(see `flax_cnn.runtime.hugepages`; the command re-executes itself with glibc's huge-page malloc, as the
 trainers do, so both frameworks run under the same allocator settings).
 """
 
@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import tyro
 
-from flax_cnn import hugepages
+from flax_cnn.runtime import hugepages
 
 
 @dataclass(frozen=True)
@@ -172,10 +172,11 @@ def jax_step(batch: int, n_devices: int, precision: str = "fp32") -> Step:
     """(one step, sync, device description, memory) of the JAX trainer's own step, sharded over devices."""
     import jax
 
-    from flax_cnn import devices, optim
-    from flax_cnn.engine import compute_dtype
-    from flax_cnn.model import build_model
-    from flax_cnn.step import Model, init_state, make_train_step
+    from flax_cnn.runtime import devices
+    from flax_cnn.training import optim
+    from flax_cnn.training.engine import compute_dtype
+    from flax_cnn.model.cnn import build_model
+    from flax_cnn.training.step import Model, init_state, make_train_step
 
     mesh = devices.make_mesh(n_devices)
     model = Model.split(build_model())
@@ -287,10 +288,10 @@ def _on_gpu() -> bool:
 
 def step_flops(batch: int) -> float:
     """FLOP of one train step of the default model: 2 per forward MAC, 4 per backward MAC (input and weight)."""
-    from flax_cnn import arch
-    from flax_cnn.config import ModelConfig
+    from flax_cnn.model import analysis
+    from flax_cnn.model.config import ModelConfig
 
-    return 6.0 * arch.macs(ModelConfig()) * batch
+    return 6.0 * analysis.macs(ModelConfig()) * batch
 
 
 def add_fractions(rows: list[Row], peaks: dict[str, dict]) -> None:
@@ -441,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = tyro.cli(BenchConfig, args=argv, prog="python -m parity.bench")
     import jax
 
-    from flax_cnn.devices import physical_cores
+    from flax_cnn.runtime.devices import physical_cores
     jax.config.update("jax_num_cpu_devices", cfg.cpu_devices or physical_cores())
     import torch
     torch.set_num_threads(cfg.threads or physical_cores())

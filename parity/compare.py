@@ -40,9 +40,9 @@ class Run:
 
 
 def load(path: str) -> Run:
-    from flax_cnn.report import read_metrics
-    from flax_cnn.run_dir import RunDir
-    from flax_cnn.weights import load_safetensors
+    from flax_cnn.training.report import read_metrics
+    from flax_cnn.inference.run_dir import RunDir
+    from flax_cnn.model.weights import load_safetensors
 
     run = RunDir.open(path)
     metrics = run.path / "metrics.jsonl"
@@ -57,7 +57,7 @@ def load(path: str) -> Run:
 
 def config_differences(a: Run, b: Run) -> dict[str, tuple]:
     """Flags that change what a run computes and differ between the two (device layout excluded)."""
-    from flax_cnn.loop import RESUMABLE_CHANGES
+    from flax_cnn.training.loop import RESUMABLE_CHANGES
 
     return {k: (a.config.get(k), b.config.get(k)) for k in sorted(set(a.config) | set(b.config))
             if k not in RESUMABLE_CHANGES and a.config.get(k) != b.config.get(k)}
@@ -91,7 +91,7 @@ def compare(a: Run, b: Run) -> dict:
 
 
 def plot(a: Run, b: Run, path: str) -> None:
-    from flax_cnn.report import _pyplot
+    from flax_cnn.training.report import _pyplot
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -135,7 +135,7 @@ def format_report(c: dict, a: Run, b: Run) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(CompareArgs, args=argv, prog="python -m parity.compare")
-    from flax_cnn.config import ConfigError
+    from flax_cnn.model.config import ConfigError
 
     try:
         a, b = load(args.runs[0]), load(args.runs[1])

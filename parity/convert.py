@@ -1,6 +1,6 @@
 """Weights between the twins: torch state_dict ↔ Flax NNX state, via the explicit key map.
 
-The key map and its per-key shape checks live in `flax_cnn.weights` (the Flax twin's view of
+The key map and its per-key shape checks live in `flax_cnn.model.weights` (the Flax twin's view of
 the interchange naming); these functions add the torch side.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from flax import nnx
 
-from flax_cnn import weights as fw
+from flax_cnn.model import weights as fw
 from torch_ref import weights as tw
 
 

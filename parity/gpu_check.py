@@ -151,7 +151,7 @@ def commands(cfg: GpuCheckConfig, out: Path) -> dict[str, list[tuple[str, list[s
 
 
 def _tiny_model() -> dict:
-    from flax_cnn.config import BlockSpec, ConvSpec, ModelConfig
+    from flax_cnn.model.config import BlockSpec, ConvSpec, ModelConfig
 
     return ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(8), ConvSpec(16, stride=2))),
                                BlockSpec("c2", (ConvSpec(16, separable=True), ConvSpec(16, dilation=2))))).to_dict()
@@ -159,7 +159,7 @@ def _tiny_model() -> dict:
 
 def goals(out: Path, train: dict | None) -> dict:
     """The issue's GPU goals, from whichever results exist."""
-    from flax_cnn.train_config import TrainConfig
+    from flax_cnn.training.config import TrainConfig
 
     g: dict = {"default_epochs": TrainConfig().epochs}
     for path in sorted(out.glob("bench_b*.json")):

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from flax_cnn.config import BlockSpec, ConvSpec, ModelConfig  # noqa: E402
+from flax_cnn.model.config import BlockSpec, ConvSpec, ModelConfig  # noqa: E402
 
 pytest_plugins = ["tests.train_fixtures"]
 

@@ -36,7 +36,7 @@ def _patch(point: str, step: int, marker: Path) -> None:
 
         atomicity.AtomicRenameTemporaryPath.finalize = finalize
     elif point == "checksums":
-        from flax_cnn import checksums
+        from flax_cnn.checkpoints import checksums
 
         real_write = checksums.write
 

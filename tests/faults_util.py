@@ -6,8 +6,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from flax_cnn.report import read_metrics
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training.report import read_metrics
+from flax_cnn.training.config import TrainConfig
 from tests.train_fixtures import math_only
 
 PROG = {"jax": "python -m flax_cnn.train", "torch": "python -m torch_ref.train"}
@@ -30,7 +30,7 @@ def train_cli(twin: str, argv: list[str], capsys) -> tuple[int, str, list[str]]:
 
     The JAX one skips only its device setup (this process's 4 CPU devices are already up).
     """
-    from flax_cnn.cli import run_main
+    from flax_cnn.training.cli import run_main
 
     if twin == "jax":
         from flax_cnn.train import _train

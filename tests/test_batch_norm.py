@@ -1,4 +1,4 @@
-"""`flax_cnn.batch_norm`'s hand-written backward against autodiff of the same forward.
+"""`flax_cnn.model.batch_norm`'s hand-written backward against autodiff of the same forward.
 
 In float64, so any difference beyond summation order (~1e-15 relative) is a bug in the math.
 """
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flax_cnn.batch_norm import batch_norm_train
+from flax_cnn.model.batch_norm import batch_norm_train
 
 
 def _autodiff_reference(x, scale, bias, eps):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flax_cnn import arch
-from flax_cnn.config import ModelConfig
+from flax_cnn.model import analysis
+from flax_cnn.model.config import ModelConfig
 from parity import bench, peaks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     assert set(d["peaks"]) == set(ROWS.values()) and all(p["gflops"] > 0 and p["size"] == 256 for p in d["peaks"].values())
     for fw, r in rows.items():
         assert r["peak"] == ROWS[fw] and r["precision"] == ROWS[fw].split("_")[1]
-        assert r["gflops"] == pytest.approx(6 * arch.macs(ModelConfig()) * 8 / r["step_ms_median"] / 1e6, rel=1e-2)
+        assert r["gflops"] == pytest.approx(6 * analysis.macs(ModelConfig()) * 8 / r["step_ms_median"] / 1e6, rel=1e-2)
         assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / d["peaks"][r["peak"]]["gflops"], rel=1e-2)
     assert d["machine"]["isa"] == d["machine"]["cpu_isa"] == peaks.cpu_isa() and f"({peaks.cpu_isa()})" in proc.stdout
     assert all(r["batch_size"] == 8 and r["step_ms_median"] > 0 and r["compile_s"] > 0 for r in rows.values())

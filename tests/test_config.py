@@ -3,7 +3,7 @@
 import pytest
 
 from flax_cnn import ModelConfig, macs, param_count, receptive_field, summary
-from flax_cnn.config import BlockSpec, ConfigError, ConvSpec
+from flax_cnn.model.config import BlockSpec, ConfigError, ConvSpec
 
 
 def test_default_is_the_seed_design():

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flax_cnn.config import ConfigError
-from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter, build_albumentations
-from flax_cnn.data.augment_config import AugmentConfig, cutout_fill
-from flax_cnn.data.device_augment import _warp_one, affine_matrix, apply_params, make_device_augment, sample_params
+from flax_cnn.model.config import ConfigError
+from flax_cnn.augment.albumentations_cpu import AlbumentationsAugmenter, build_albumentations
+from flax_cnn.augment.config import AugmentConfig, cutout_fill
+from flax_cnn.augment.on_device import _warp_one, affine_matrix, apply_params, make_device_augment, sample_params
 from flax_cnn.data.stats import ChannelStats
 
 STATS = ChannelStats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))

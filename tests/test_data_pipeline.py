@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 from flax_cnn.data import ChannelStats, DataError, EvalLoader, TrainLoader, channel_stats, normalize
-from flax_cnn.data.augment_config import AugmentConfig
+from flax_cnn.augment.config import AugmentConfig
 from flax_cnn.data.pipeline import BatchMaker
 
 STATS = ChannelStats((0.5, 0.4, 0.3), (0.25, 0.2, 0.3))

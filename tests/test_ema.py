@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from flax_cnn.report import read_metrics
-from flax_cnn.step import ema_decay_at
+from flax_cnn.training.report import read_metrics
+from flax_cnn.training.step import ema_decay_at
 from tests.train_fixtures import math_only, quiet, small_cfg
 
 DECAY = 0.9
@@ -50,7 +50,7 @@ def _run_engine(engine_cls, cfg, tmp_path, n_steps=4):
 @pytest.mark.parametrize("twin", ["jax", "torch"])
 def test_exported_weights_are_the_moving_average_of_the_steps(twin, tiny_model_json, tmp_path):
     if twin == "jax":
-        from flax_cnn.engine import JaxEngine as Engine
+        from flax_cnn.training.engine import JaxEngine as Engine
     else:
         from torch_ref.engine import TorchEngine as Engine
     cfg = small_cfg(None, tiny_model_json, tmp_path, ema_decay=DECAY, devices=1)
@@ -69,8 +69,8 @@ def test_exported_weights_are_the_moving_average_of_the_steps(twin, tiny_model_j
 @pytest.mark.parametrize("twin", ["jax", "torch"])
 def test_resume_with_ema_equals_uninterrupted(twin, train_data_dir, tiny_model_json, tmp_path, monkeypatch):
     if twin == "jax":
-        from flax_cnn.engine import JaxEngine as Engine
-        from flax_cnn.trainer import train_and_evaluate
+        from flax_cnn.training.engine import JaxEngine as Engine
+        from flax_cnn.training.trainer import train_and_evaluate
     else:
         from torch_ref.engine import TorchEngine as Engine
         from torch_ref.trainer import train_and_evaluate

@@ -94,7 +94,7 @@ def test_sigkill_inside_a_save_then_resume_equals_uninterrupted(twin, point, req
 
     logs = []
     if twin == "jax":
-        from flax_cnn.trainer import train_and_evaluate
+        from flax_cnn.training.trainer import train_and_evaluate
     else:
         from torch_ref.trainer import train_and_evaluate
     train_and_evaluate(cfg.replace(resume=True), log=logs.append)

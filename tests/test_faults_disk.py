@@ -132,7 +132,7 @@ def test_a_full_disk_anywhere_else_in_a_run_is_one_line_too(capsys):
     """A plot or a weights export (safetensors raises this on a full disk): exit 1, one line."""
     from safetensors import SafetensorError
 
-    from flax_cnn.cli import run_main
+    from flax_cnn.training.cli import run_main
 
     def train(cfg):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")

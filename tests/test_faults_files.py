@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from flax_cnn.config import ModelConfig
+from flax_cnn.model.config import ModelConfig
 from tests.faults_util import PROG, cli_args, copy_run, train_cli, truncate
 
 SAFETENSORS_TRUNCATED = ": not a readable safetensors file (SafetensorError: Error while deserializing header: "

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from flax_cnn.peers import HEARTBEAT_TIMEOUT_S
-from flax_cnn.report import read_metrics
+from flax_cnn.runtime.peers import HEARTBEAT_TIMEOUT_S
+from flax_cnn.training.report import read_metrics
 from tests.faults_util import cli_args
 
 # JAX's own fate-sharing when process 0, which hosts the coordination service, is the one that died
@@ -58,7 +58,7 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_line(victim, uninter
         return
 
     # nothing lost: the checkpoint the two processes wrote resumes (here in one process) to the same metrics
-    from flax_cnn.trainer import train_and_evaluate
+    from flax_cnn.training.trainer import train_and_evaluate
     logs = []
     train_and_evaluate(cfg.replace(resume=True, devices=1), log=logs.append)
     assert any(str(m).startswith(f"resuming {tmp_path / 'mh'} at epoch ") for m in logs), logs

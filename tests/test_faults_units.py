@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from flax_cnn import checksums
-from flax_cnn.faults import FileError, is_disk_full
-from flax_cnn.files import read_json, read_safetensors
-from flax_cnn.resume import restore_newest_intact
+from flax_cnn.checkpoints import checksums
+from flax_cnn.runtime.faults import FileError, is_disk_full
+from flax_cnn.runtime.files import read_json, read_safetensors
+from flax_cnn.checkpoints.resume import restore_newest_intact
 
 
 def _checkpoint(root, step: int, payload: bytes = b"0123456789") -> None:

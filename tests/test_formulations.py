@@ -1,4 +1,4 @@
-"""The whole model under each conv formulation (`flax_cnn.ops.FORMULATIONS`), forced on this backend.
+"""The whole model under each conv formulation (`flax_cnn.model.ops.FORMULATIONS`), forced on this backend.
 
 The trainer's jitted train step and the train-mode forward, in float64: "cpu_tuned" and "xla" must
 give the same logits, loss, every gradient and BatchNorm statistic to 1e-12 (summation order alone
@@ -13,10 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from flax_cnn import ops
-from flax_cnn.model import build_model
-from flax_cnn.step import Model, init_state, make_train_step
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.model import ops
+from flax_cnn.model.cnn import build_model
+from flax_cnn.training.step import Model, init_state, make_train_step
+from flax_cnn.training.config import TrainConfig
 from parity.suite import SuiteInputs, SuiteOptions, project_twins, run_suite
 from parity.suite.data import random_batches
 from parity.suite.results import rel_err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flax_cnn import hugepages
+from flax_cnn.runtime import hugepages
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # libc malloc: numpy already madvises its own large arrays for huge pages.)
 PROBE = """
 import ctypes, json, os, resource, sys
-from flax_cnn import hugepages
+from flax_cnn.runtime import hugepages
 hugepages.reexec()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -1,4 +1,4 @@
-"""`flax_cnn.ops`' formulations ("cpu_tuned": hand-written convs and backward passes; "xla": XLA's
+"""`flax_cnn.model.ops`' formulations ("cpu_tuned": hand-written convs and backward passes; "xla": XLA's
 native convolution) against `lax.conv_general_dilated` and each other, forced on whatever backend runs.
 
 In float64, so any difference beyond summation order (~1e-15 relative) is a bug in the math.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from flax_cnn import ops
+from flax_cnn.model import ops
 
 # (case, input NHWC, kernel HWIO, stride, dilation, padding, groups): every dispatch branch of ops.conv2d
 CASES = [

@@ -9,9 +9,9 @@ import optax
 import pytest
 import torch
 
-from flax_cnn import optim, schedules
-from flax_cnn.config import ConfigError
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import optim, schedules
+from flax_cnn.model.config import ConfigError
+from flax_cnn.training.config import TrainConfig
 from parity.suite.schedule import torch_schedule
 from torch_ref.optim import make_optimizer, make_scheduler
 

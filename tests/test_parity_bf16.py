@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from flax_cnn import layers, ops
-from flax_cnn.batch_norm import batch_norm_train
-from flax_cnn.config import ModelConfig
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.model import layers, ops
+from flax_cnn.model.batch_norm import batch_norm_train
+from flax_cnn.model.config import ModelConfig
+from flax_cnn.training.config import TrainConfig
 from parity.suite import SuiteInputs, SuiteOptions, project_twins, run_suite
 from parity.suite import tolerances
 from parity.suite.bf16 import bf16_checks, flax_bf16_outcome, normwise_error, torch_outcome

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flax_cnn.weights import key_map
+from flax_cnn.model.weights import key_map
 from parity.suite.gradient import gradient_errors
 from parity.suite.kinks import choose_batch, count_flips
 from parity.suite.masks import FlaxMask, MaskBank, TorchMask

@@ -1,6 +1,6 @@
 """Each known parity trap, injected on purpose: the suite must fail, in the right family, naming
 the right layer. Injection is through the suite's own inputs (the Flax model, the key map, the
-schedule function) or a monkeypatched `flax_cnn.ops`, never by editing the twins."""
+schedule function) or a monkeypatched `flax_cnn.model.ops`, never by editing the twins."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import optax
 import pytest
 from jax import lax
 
-from flax_cnn import ops, schedules
-from flax_cnn.train_config import TrainConfig
-from flax_cnn.weights import KeyMapping
+from flax_cnn.model import ops
+from flax_cnn.training import schedules
+from flax_cnn.training.config import TrainConfig
+from flax_cnn.model.weights import KeyMapping
 from parity.suite import SuiteInputs, SuiteOptions, compiled, default_cases, project_twins, run_suite
 from parity.suite.data import random_batches
 from tests.conftest import TINY
@@ -70,7 +71,7 @@ class _TransposedKernel(KeyMapping):
 
 
 def test_missing_kernel_transpose_is_named_at_its_layer(inputs):
-    from flax_cnn.weights import key_map
+    from flax_cnn.model.weights import key_map
 
     target = "features.c2.1.conv.weight"  # the dilated 3x3 conv, 16 -> 16
     km = [_TransposedKernel(**dataclasses.asdict(m)) if m.torch_key == target else m for m in key_map(TINY)]

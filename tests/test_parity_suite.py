@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training.config import TrainConfig
 from parity.suite import FAMILIES, SuiteInputs, SuiteOptions, default_cases, project_twins, run_suite
 from parity.suite.data import random_batches
 from parity.suite.report import format_table, plot_curves, write_json

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from flax_cnn import optim, schedules
-from flax_cnn.checkpoint import Checkpoints
-from flax_cnn.step import Model, init_state, make_train_step
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import optim, schedules
+from flax_cnn.checkpoints.orbax_io import Checkpoints
+from flax_cnn.training.step import Model, init_state, make_train_step
+from flax_cnn.training.config import TrainConfig
 from parity.port import port
 from tests.conftest import randomize_torch_
 from parity.suite.trajectory import trajectory_checks

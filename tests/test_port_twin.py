@@ -12,7 +12,7 @@ from flax import nnx
 import parity
 import torch_ref
 from flax_cnn import build_model
-from flax_cnn import weights as fw
+from flax_cnn.model import weights as fw
 from parity.port import port
 from tests.conftest import randomize_torch_
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from flax import nnx
 
-from flax_cnn.weights import KeyMapping
+from flax_cnn.model.weights import KeyMapping
 from parity.port import port
 from parity.port import layers as pl
 from parity.port.check import run_checks

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 from torch_ref.engine import TorchEngine
 from torch_ref.precision import autocast
 from tests.train_fixtures import math_only, quiet, small_cfg

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from flax_cnn.data.pipeline import TrainLoader
-from flax_cnn.loop import TrainingError
-from flax_cnn.report import METRIC_FIELDS, read_metrics
-from flax_cnn.train_config import TrainConfig
-from flax_cnn.trainer import train_and_evaluate
+from flax_cnn.training.loop import TrainingError
+from flax_cnn.training.report import METRIC_FIELDS, read_metrics
+from flax_cnn.training.config import TrainConfig
+from flax_cnn.training.trainer import train_and_evaluate
 from tests.train_fixtures import math_only, quiet, small_cfg
 
 
@@ -44,7 +44,7 @@ def test_loss_decreases_on_the_slice(uninterrupted):
 def test_resume_after_crash_equals_uninterrupted(uninterrupted, monkeypatch, tmp_path):
     cfg, ref_out, _ = uninterrupted
     cfg = cfg.replace(out=str(tmp_path / "run"), tensorboard=False)
-    from flax_cnn.engine import JaxEngine
+    from flax_cnn.training.engine import JaxEngine
     real_step = JaxEngine.train_step
     calls = {"n": 0}
 
@@ -111,8 +111,8 @@ def test_four_devices_give_the_same_metrics_as_one(uninterrupted, tmp_path):
 
 
 def test_train_step_compiles_once(train_data_dir, tiny_model_json, tmp_path):
-    from flax_cnn import run_data
-    from flax_cnn.engine import JaxEngine
+    from flax_cnn.training import run_data
+    from flax_cnn.training.engine import JaxEngine
     cfg = small_cfg(train_data_dir, tiny_model_json, tmp_path, epochs=1)
     data = run_data.prepare(cfg)
     eng = JaxEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=tmp_path)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from flax_cnn.report import METRIC_FIELDS, read_metrics
+from flax_cnn.training.report import METRIC_FIELDS, read_metrics
 from tests.train_fixtures import math_only, quiet, small_cfg
 from torch_ref.trainer import train_and_evaluate
 
@@ -68,7 +68,7 @@ def test_checkpoints_cross_over_between_twins(torch_run, tmp_path):
 
 def test_jax_run_evaluated_by_torch(uninterrupted):
     cfg, out, summary = uninterrupted
-    from flax_cnn.evaluation import EvalConfig, evaluate_run
+    from flax_cnn.inference.evaluation import EvalConfig, evaluate_run
     from torch_ref.classifier import load_classifier
     res = evaluate_run(EvalConfig(checkpoint=str(out)), load_classifier, "torch")
     assert res["test_accuracy"] == summary["final_test_accuracy"]
@@ -99,9 +99,9 @@ def test_lr_find_returns_a_finite_suggestion_and_restores_the_model(train_data_d
     import torch
     from flax import nnx
 
-    from flax_cnn import lr_range
+    from flax_cnn.training import lr_range
     from flax_cnn.lr_find import find_lr as jax_find
-    from flax_cnn.model import build_model
+    from flax_cnn.model.cnn import build_model
     from torch_ref.lr_find import find_lr as torch_find
     from torch_ref.model import build_model as torch_build
     from torch_ref.optim import make_optimizer

@@ -9,7 +9,7 @@ import torch
 
 from flax_cnn.data.pipeline import EvalLoader
 from flax_cnn.data.stats import ChannelStats
-from flax_cnn.report import read_metrics
+from flax_cnn.training.report import read_metrics
 from tests.train_fixtures import quiet, small_cfg
 
 
@@ -40,7 +40,7 @@ def case(tiny_model_json, tmp_path_factory):
 
 
 def test_both_twins_score_the_flip_average(case):
-    from flax_cnn.engine import JaxEngine
+    from flax_cnn.training.engine import JaxEngine
     from torch_ref.engine import TorchEngine
 
     cfg, weights, loader, single, tta, labels = case
@@ -59,7 +59,7 @@ def loader_dir(cfg, engine_cls):
 
 
 def test_run_reports_a_tta_column(train_data_dir, tiny_model_json, tmp_path):
-    from flax_cnn.trainer import train_and_evaluate
+    from flax_cnn.training.trainer import train_and_evaluate
 
     cfg = small_cfg(train_data_dir, tiny_model_json, tmp_path / "run", epochs=1, tta_flip=True)
     summary = train_and_evaluate(cfg, log=quiet)

@@ -9,10 +9,10 @@ import torch
 import parity
 import torch_ref
 from flax_cnn import ModelConfig, build_model, param_count, receptive_field
-from flax_cnn.arch import layer_rows
-from flax_cnn.config import BlockSpec, ConvSpec
-from flax_cnn.model import num_params
-from flax_cnn.weights import WeightsError, key_map
+from flax_cnn.model.analysis import layer_rows
+from flax_cnn.model.config import BlockSpec, ConvSpec
+from flax_cnn.model.cnn import num_params
+from flax_cnn.model.weights import WeightsError, key_map
 from tests.conftest import randomize_torch_
 
 # float32 logits after ~13 layers of convs and BN: summation-order differences between XLA and
@@ -63,7 +63,7 @@ def test_train_mode_forward_matches_with_dropout_off(cfg, images):
     # BN momentum 0.1 (torch) == 0.9 (flax) and the unbiased running-variance update:
     # the running statistics after the step must agree too (rel 1e-6: one float32 update).
     sd = tm.state_dict()
-    from flax_cnn.weights import export_tensors
+    from flax_cnn.model.weights import export_tensors
     for k, v in export_tensors(fm).items():
         if "running" in k:
             np.testing.assert_allclose(v, sd[k].numpy(), rtol=1e-6, atol=1e-7, err_msg=k)
@@ -153,7 +153,7 @@ def test_converting_between_different_configs_names_key_and_shapes(cfg):
 
 
 def test_missing_and_extra_keys_are_named(cfg, tmp_path):
-    from flax_cnn.weights import import_tensors
+    from flax_cnn.model.weights import import_tensors
     tm = torch_ref.build_model(cfg)
     sd = {k: v.numpy() for k, v in tm.state_dict().items()}
     missing = dict(sd); del missing["features.c3.1.bn.running_var"]
@@ -181,7 +181,7 @@ def test_same_padding_trap_is_real():
     import jax.numpy as jnp
     from jax import lax
 
-    from flax_cnn import ops
+    from flax_cnn.model import ops
     x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 32, 32, 2)), jnp.float32)
     w = jnp.asarray(np.random.default_rng(1).standard_normal((3, 3, 2, 4)), jnp.float32)
     ours = ops.conv2d(x, w, stride=2, padding=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training.config import TrainConfig
 
 TIMING = {"epoch_seconds", "images_per_second"}
 
@@ -29,7 +29,7 @@ def math_only(history):
 
 @pytest.fixture(scope="session")
 def uninterrupted(train_data_dir, tiny_model_json, tmp_path_factory):
-    from flax_cnn.trainer import train_and_evaluate
+    from flax_cnn.training.trainer import train_and_evaluate
 
     out = tmp_path_factory.mktemp("jax") / "run"
     cfg = small_cfg(train_data_dir, tiny_model_json, out, tensorboard=True)

@@ -4,9 +4,9 @@ Layout of one checkpoint directory `<root>/<step>/`: `model.safetensors` (state_
 `optimizer.safetensors` + `optimizer.json` (per-parameter Adam moments; param_groups),
 `scheduler.json`, `rng.safetensors` (torch's CPU generator state, for dropout), `meta.json`, and
 `ema.safetensors` (state_dict of the weight average) when the run keeps one, and last
-`checksums.json` (sizes and SHA-256 of the others, `flax_cnn.checksums`). Written to a
+`checksums.json` (sizes and SHA-256 of the others, `flax_cnn.checkpoints.checksums`). Written to a
 temporary directory and renamed, so a crash never leaves half a checkpoint; `--resume` verifies
-the checksums and restores the newest step that passes (`flax_cnn.resume`).
+the checksums and restores the newest step that passes (`flax_cnn.checkpoints.resume`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from flax_cnn import checksums, resume
-from flax_cnn.faults import DiskFull, disk_full_message, is_disk_full
+from flax_cnn.checkpoints import checksums, resume
+from flax_cnn.runtime.faults import DiskFull, disk_full_message, is_disk_full
 
 
 def _optimizer_split(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from flax_cnn.run_dir import RunDir
+from flax_cnn.inference.run_dir import RunDir
 from torch_ref.model import build_model
 from torch_ref.weights import load_weights
 

@@ -1,4 +1,4 @@
-"""The torch side of the shared loop (`flax_cnn.loop`): eager steps, safetensors checkpoints."""
+"""The torch side of the shared loop (`flax_cnn.training.loop`): eager steps, safetensors checkpoints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flax_cnn.config import ConfigError
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.model.config import ConfigError
+from flax_cnn.training.config import TrainConfig
 from torch_ref import checkpoint
 from torch_ref.model import build_model
 from torch_ref.optim import make_optimizer, make_scheduler
@@ -29,7 +29,7 @@ class TorchEngine:
     """Model, Adam and the LR scheduler; metric sums stay tensors so steps need no host sync.
 
     With `ema_decay`, `self.ema` is a copy of the model whose parameters and BatchNorm buffers
-    follow the same moving average as the JAX step's (`flax_cnn.step.ema_decay_at`); it is what
+    follow the same moving average as the JAX step's (`flax_cnn.training.step.ema_decay_at`); it is what
     is evaluated, exported and checkpointed alongside the model.
     """
 

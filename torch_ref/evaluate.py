@@ -2,7 +2,7 @@
 
 import sys
 
-from flax_cnn.evaluation import evaluate_main
+from flax_cnn.inference.evaluation import evaluate_main
 
 
 def _load(run, which):

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from flax_cnn import lr_range
-from flax_cnn.lr_range import LRFindConfig, LRFindResult
+from flax_cnn.training import lr_range
+from flax_cnn.training.lr_range import LRFindConfig, LRFindResult
 
 
 def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, lrs: np.ndarray, *,

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from flax_cnn.config import ConvSpec, ModelConfig
+from flax_cnn.model.config import ConvSpec, ModelConfig
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "gelu": nn.GELU}
 

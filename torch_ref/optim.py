@@ -1,13 +1,13 @@
 """torch.optim.Adam (coupled L2) or AdamW, with torch's own LR schedulers, from a TrainConfig.
 
-These are the reference the JAX side (`flax_cnn.optim`, `flax_cnn.schedules`) must reproduce.
+These are the reference the JAX side (`flax_cnn.training.optim`, `flax_cnn.training.schedules`) must reproduce.
 """
 
 from __future__ import annotations
 
 import torch
 
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training.config import TrainConfig
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -3,7 +3,7 @@
 Under bf16 autocast convs and matmuls run in bfloat16 while parameters, their gradients, BatchNorm's
 statistics and running buffers stay float32 (torch's CPU and CUDA BatchNorm take bf16 input with
 float32 weights and accumulate in float32), and the loss is taken on float32 logits; the JAX step
-casts weights per conv and computes BatchNorm in float32 the same way (`flax_cnn.layers`).
+casts weights per conv and computes BatchNorm in float32 the same way (`flax_cnn.model.layers`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
 

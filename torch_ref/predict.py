@@ -2,7 +2,7 @@
 
 import sys
 
-from flax_cnn.evaluation import predict_main
+from flax_cnn.inference.evaluation import predict_main
 
 
 def _load(run, which):

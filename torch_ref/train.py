@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from flax_cnn import hugepages
-from flax_cnn.cli import run_main
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.runtime import hugepages
+from flax_cnn.training.cli import run_main
+from flax_cnn.training.config import TrainConfig
 
 
 def _train(cfg: TrainConfig) -> dict:

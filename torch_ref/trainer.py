@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flax_cnn import loop, run_data, schedules
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import loop, run_data, schedules
+from flax_cnn.training.config import TrainConfig
 from torch_ref.engine import TorchEngine
 
 

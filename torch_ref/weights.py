@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from flax_cnn.weights import WeightsError, check_shapes
+from flax_cnn.model.weights import WeightsError, check_shapes
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Write `model.state_dict()` as safetensors (readable by `flax_cnn.weights.load_weights`)."""
+    """Write `model.state_dict()` as safetensors (readable by `flax_cnn.model.weights.load_weights`)."""
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(sd, str(path), metadata={"format": "pt", "producer": "torch_ref"})
 
@@ -28,8 +28,8 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
 
     FileError naming the file if it cannot be read or does not fit the model (a key or shape).
     """
-    from flax_cnn.faults import FileError
-    from flax_cnn.files import read_safetensors
+    from flax_cnn.runtime.faults import FileError
+    from flax_cnn.runtime.files import read_safetensors
 
     tensors = read_safetensors(path, framework="pt")
     try:

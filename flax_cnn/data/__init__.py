@@ -6,7 +6,7 @@
                          augment="albumentations", augment_config=AugmentConfig(), stats=stats)
     for images, labels in loader.epoch(epoch, start_step): ...
 
-Names are imported lazily: JAX (device_augment) and albumentations load only when used.
+Names are imported lazily: JAX (flax_cnn.augment.on_device) and albumentations load only when used.
 """
 
 from importlib import import_module
@@ -20,13 +20,13 @@ _EXPORTS = {
     "ChannelStats": "flax_cnn.data.stats",
     "channel_stats": "flax_cnn.data.stats",
     "normalize": "flax_cnn.data.stats",
-    "AugmentConfig": "flax_cnn.data.augment_config",
-    "AugmentMode": "flax_cnn.data.augment_config",
-    "AUGMENT_MODES": "flax_cnn.data.augment_config",
+    "AugmentConfig": "flax_cnn.augment.config",
+    "AugmentMode": "flax_cnn.augment.config",
+    "AUGMENT_MODES": "flax_cnn.augment.config",
     "TrainLoader": "flax_cnn.data.pipeline",
     "EpochIterator": "flax_cnn.data.pipeline",
     "EvalLoader": "flax_cnn.data.pipeline",
-    "make_device_augment": "flax_cnn.data.device_augment",
+    "make_device_augment": "flax_cnn.augment.on_device",
 }
 
 __all__ = sorted(_EXPORTS)

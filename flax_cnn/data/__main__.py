@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 from flax_cnn.data.errors import DataError
 from flax_cnn.data.sources import SOURCE_HELP, load_cifar10
 

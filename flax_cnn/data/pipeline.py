@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from flax_cnn.config import ConfigError
-from flax_cnn.data.augment_config import AUGMENT_MODES, AugmentConfig, AugmentMode
+from flax_cnn.model.config import ConfigError
+from flax_cnn.augment.config import AUGMENT_MODES, AugmentConfig, AugmentMode
 from flax_cnn.data.errors import DataError
 from flax_cnn.data.stats import ChannelStats, normalize
 
@@ -42,7 +42,7 @@ class BatchMaker:
 
     def augmenter(self, epoch: int):
         """The albumentations augmenter of `epoch` (its probabilities follow AugmentConfig.fade_epochs)."""
-        from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter
+        from flax_cnn.augment.albumentations_cpu import AlbumentationsAugmenter
 
         cfg = self.augment_config if self.epochs is None else self.augment_config.at_epoch(epoch, self.epochs)
         if cfg not in self._augmenters:

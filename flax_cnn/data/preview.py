@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flax_cnn.data.augment_config import AugmentConfig, cutout_fill
+from flax_cnn.augment.config import AugmentConfig, cutout_fill
 from flax_cnn.data.cifar10 import Cifar10
 from flax_cnn.data.stats import ChannelStats
 
@@ -16,8 +16,8 @@ def augment_both(images: np.ndarray, cfg: AugmentConfig, stats: ChannelStats, co
     """{"albumentations": [...], "device": [...]}, each `copies` uint8 batches augmented from `images`."""
     import jax
 
-    from flax_cnn.data.albumentations_augment import AlbumentationsAugmenter
-    from flax_cnn.data.device_augment import apply_params, sample_params
+    from flax_cnn.augment.albumentations_cpu import AlbumentationsAugmenter
+    from flax_cnn.augment.on_device import apply_params, sample_params
 
     albu = AlbumentationsAugmenter(cfg, stats.mean)
     fill = np.asarray(cutout_fill(stats.mean), np.float32)

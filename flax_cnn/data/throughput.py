@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from flax_cnn.data.augment_config import AugmentConfig, AugmentMode
+from flax_cnn.augment.config import AugmentConfig, AugmentMode
 from flax_cnn.data.stats import ChannelStats
 
 
@@ -40,7 +40,7 @@ def measure(images: np.ndarray, labels: np.ndarray, stats: ChannelStats, *, augm
 def _measure_device(images, stats, cfg, batch_size, batches) -> float:
     import jax
 
-    from flax_cnn.data.device_augment import make_device_augment
+    from flax_cnn.augment.on_device import make_device_augment
 
     augment = make_device_augment(cfg, stats)
     host = [images[(np.arange(batch_size) + i * batch_size) % len(images)] for i in range(batches + 1)]

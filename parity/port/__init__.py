@@ -3,7 +3,7 @@
     from parity.port import port
     result = port(torch_model, torch.randn(1, 3, 32, 32))
     result.module          # nnx.Module: result.module(x_nhwc, key=None); .train() / .eval()
-    result.key_map         # flax_cnn.weights.KeyMapping rows, torch naming ↔ Flax paths
+    result.key_map         # flax_cnn.model.weights.KeyMapping rows, torch naming ↔ Flax paths
     result.report          # what each torch module / op became, parameters on both sides
 """
 

@@ -8,8 +8,8 @@ import torch
 from flax import nnx
 from torch import fx
 
-from flax_cnn import layers as fl
-from flax_cnn.weights import KeyMapping
+from flax_cnn.model import layers as fl
+from flax_cnn.model.weights import KeyMapping
 from parity.port import keymap
 from parity.port import layers as pl
 from parity.port.errors import PortError

@@ -89,7 +89,7 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
                inputs: CheckInputs = CheckInputs()):
     """A `parity.suite.results.Report` of `families` on the pair (gradient needs (N, classes) logits)."""
     try:
-        from flax_cnn.train_config import TrainConfig
+        from flax_cnn.training.config import TrainConfig
         from parity.suite.results import skipped
         from parity.suite.runner import SuiteInputs, SuiteOptions, run_suite
     except ImportError as e:  # the suite lives beside the port; say which piece is missing

@@ -209,7 +209,8 @@ def _dropout(t: Translator, node: fx.Node) -> None:
         t.emit("identity", (t.tensor(x, layout),), layout=layout, flax="identity (training=False)")
         return
     t.emit("dropout", (t.tensor(x, layout),), {"rate": p}, layout=layout, dropout=True,
-           flax="flax_cnn.layers.Dropout (explicit key; the ported module's train/eval)", inplace_of=_inplace(t, node))
+           flax="flax_cnn.model.layers.Dropout (explicit key; the ported module's train/eval)",
+           inplace_of=_inplace(t, node))
 
 
 def _pair_or_ref(t: Translator, v):

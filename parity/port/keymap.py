@@ -1,4 +1,4 @@
-"""The ported model's key map (flax_cnn.weights.KeyMapping rows) and its safetensors in torch naming.
+"""The ported model's key map (flax_cnn.model.weights.KeyMapping rows) and its safetensors in torch naming.
 
 Derived from the layers the translator built, one row per torch state_dict tensor: the same
 shape-checked `export_tensors` / `import_tensors` as the twins use, so there is one way to move
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from flax import nnx
 
-from flax_cnn import weights as fw
-from flax_cnn.weights import KeyMapping
+from flax_cnn.model import weights as fw
+from flax_cnn.model.weights import KeyMapping
 from parity.port import layers as pl
 from parity.port.errors import PortError
 

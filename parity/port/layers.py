@@ -1,9 +1,9 @@
-"""The NNX layers a port builds: flax_cnn.layers where they cover the torch module (Dropout, and the
+"""The NNX layers a port builds: flax_cnn.model.layers where they cover the torch module (Dropout, and the
 bases of these), thin extensions where torch allows more (a conv bias, per-side padding, (kh, kw)
 kernels, BatchNorm without affine, Linear without bias).
 
-Conv math stays in `flax_cnn.ops.conv2d` (explicit padding, the fast depthwise path) and
-BatchNorm semantics in `flax_cnn.layers.BatchNorm2d`: one implementation of each in the project.
+Conv math stays in `flax_cnn.model.ops.conv2d` (explicit padding, the fast depthwise path) and
+BatchNorm semantics in `flax_cnn.model.layers.BatchNorm2d`: one implementation of each in the project.
 Weights are always copied in from torch, so kernels start as zeros (no init draw).
 """
 
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from flax_cnn import layers as fl
+from flax_cnn.model import layers as fl
 from parity.port import pooling
 from parity.port.functions import FUNCTIONS, flatten
 
@@ -49,7 +49,7 @@ class Conv2d(fl.Conv2d):
         self.groups = groups
         square = kernel_size[0] == kernel_size[1] and stride[0] == stride[1] and dilation[0] == dilation[1]
         symmetric = len({*padding[0], *padding[1]}) == 1
-        self.native = square  # flax_cnn.ops.conv2d takes one int per stride/dilation/padding
+        self.native = square  # flax_cnn.model.ops.conv2d takes one int per stride/dilation/padding
         self.stride, self.dilation = (stride[0], dilation[0]) if square else (stride, dilation)
         self.padding = padding[0][0] if square and symmetric else 0
         self.pre_pad = None if symmetric and square else padding

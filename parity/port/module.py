@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flax_cnn import layers as fl
+from flax_cnn.model import layers as fl
 from parity.port import layers as pl
 from parity.port import functions
 from parity.port.functions import FUNCTIONS

@@ -11,7 +11,7 @@ from typing import Callable
 
 from torch import fx, nn
 
-from flax_cnn import layers as fl
+from flax_cnn.model import layers as fl
 from parity.port import layers as pl
 from parity.port.program import NHWC, PLAIN, Ref
 from parity.port.translate import Translator
@@ -52,7 +52,7 @@ def _conv(t: Translator, node: fx.Node, m: nn.Conv2d) -> None:
                          dilation=_pair(m.dilation), padding=padding, groups=m.groups, bias=m.bias is not None)
     layer = t.add_layer(str(node.target), make)
     kind = "depthwise" if 1 < m.groups == m.in_channels else f"groups={m.groups}" if m.groups > 1 else "dense"
-    _module_op(t, node, m, layer, NHWC, f"port.Conv2d ({kind}, flax_cnn.ops.conv2d"
+    _module_op(t, node, m, layer, NHWC, f"port.Conv2d ({kind}, flax_cnn.model.ops.conv2d"
                + (", pre-padded" if layer.pre_pad is not None else "") + ")")
 
 
@@ -63,18 +63,18 @@ def _batchnorm(t: Translator, node: fx.Node, m: nn.BatchNorm2d) -> None:
         raise t.fail("BatchNorm2d(track_running_stats=False) is not ported")
     layer = t.add_layer(str(node.target), lambda: pl.BatchNorm2d(m.num_features, momentum=m.momentum, eps=m.eps,
                                                                  affine=m.affine))
-    _module_op(t, node, m, layer, NHWC, "port.BatchNorm2d (flax_cnn.layers.BatchNorm2d)"
+    _module_op(t, node, m, layer, NHWC, "port.BatchNorm2d (flax_cnn.model.layers.BatchNorm2d)"
                + ("" if m.affine else ", affine=False: constant scale/bias"))
 
 
 def _linear(t: Translator, node: fx.Node, m: nn.Linear) -> None:
     layer = t.add_layer(str(node.target), lambda: pl.Linear(m.in_features, m.out_features, bias=m.bias is not None))
-    _module_op(t, node, m, layer, PLAIN, "port.Linear (flax_cnn.layers.Linear, kernel = weight.T)")
+    _module_op(t, node, m, layer, PLAIN, "port.Linear (flax_cnn.model.layers.Linear, kernel = weight.T)")
 
 
 def _dropout(t: Translator, node: fx.Node, m: nn.Dropout) -> None:
     layer = t.add_layer(str(node.target), lambda: fl.Dropout(float(m.p)))
-    _module_op(t, node, m, layer, None, "flax_cnn.layers.Dropout (explicit key)", dropout=True)
+    _module_op(t, node, m, layer, None, "flax_cnn.model.layers.Dropout (explicit key)", dropout=True)
 
 
 def _activation(fn: str, options: Callable[[nn.Module], dict] = lambda m: {}):

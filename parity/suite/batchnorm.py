@@ -3,7 +3,7 @@
 Parity traps this family catches, by name: torch's `momentum=0.1` is Flax's `0.9` (the weight of
 the *old* value), and torch updates `running_var` with the *unbiased* batch variance
 (n/(n-1) times the biased one it normalises with) where Flax's stock BatchNorm uses the biased
-one; `flax_cnn.layers.BatchNorm2d(unbiased_running_var=True)` follows torch.
+one; `flax_cnn.model.layers.BatchNorm2d(unbiased_running_var=True)` follows torch.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 and the loss in float32) against the exact (float64) one, from the same weights and batch.
 
 The torch twin runs under `torch.autocast(bfloat16)` (`torch_ref.precision`), the Flax twin on bf16
-input with float32 parameters cast per conv (`flax_cnn.step`'s `compute_dtype`). Each twin's train-mode
+input with float32 parameters cast per conv (`flax_cnn.training.step`'s `compute_dtype`). Each twin's train-mode
 logits and loss are judged against torch's float64 values in units of bf16's roundoff
 (`tolerances.BF16_FORWARD`: judging torch too checks the reference's own bf16 path). A bf16 gradient is
 far less accurate than its logits (BatchNorm's backward cancels), so the Flax twin's gradient is judged

@@ -52,7 +52,7 @@ class ParityArgs:
 
 def small_model():
     """A 4-layer net with a stride-2, a depthwise-separable and a dilated conv: compiles in seconds."""
-    from flax_cnn.config import BlockSpec, ConvSpec, ModelConfig
+    from flax_cnn.model.config import BlockSpec, ConvSpec, ModelConfig
 
     return ModelConfig(blocks=(BlockSpec("c1", (ConvSpec(8), ConvSpec(16, stride=2))),
                                BlockSpec("c2", (ConvSpec(16, separable=True), ConvSpec(16, dilation=2)))))
@@ -60,7 +60,7 @@ def small_model():
 
 def load_run(run_dir: str, which: str = "final"):
     """(ModelConfig, TrainConfig, weights path, Normalisation) of a run directory of either trainer."""
-    from flax_cnn.run_dir import RunDir
+    from flax_cnn.inference.run_dir import RunDir
     from parity.suite.data import Normalisation
 
     run = RunDir.open(run_dir)
@@ -71,7 +71,7 @@ def load_run(run_dir: str, which: str = "final"):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     args = tyro.cli(ParityArgs, args=argv, prog="python -m parity")
-    from flax_cnn.config import ConfigError
+    from flax_cnn.model.config import ConfigError
     from flax_cnn.data.errors import DataError
 
     start = time.perf_counter()
@@ -98,8 +98,8 @@ def run(args: ParityArgs):
     """Build the pair and its inputs from the arguments, and run the suite."""
     import jax
 
-    from flax_cnn.config import ModelConfig
-    from flax_cnn.train_config import TrainConfig
+    from flax_cnn.model.config import ModelConfig
+    from flax_cnn.training.config import TrainConfig
     from parity.suite import data
     from parity.suite.pair import project_twins
     from parity.suite.runner import SuiteInputs, SuiteOptions, run_suite

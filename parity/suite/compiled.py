@@ -3,7 +3,7 @@
 A check runs each program a handful of times, so XLA:CPU's LLVM optimisation and its fusion
 emitters cost far more than they save (a zoo model's gradient: 10 s to compile at the defaults,
 1 s with them off). The numerics that matter stay the trainer's: reductions (BatchNorm's sums)
-run on YNNPACK as `flax_cnn.ops.cpu_compiler_options` sends them in training, convolutions on the
+run on YNNPACK as `flax_cnn.model.ops.cpu_compiler_options` sends them in training, convolutions on the
 same Eigen kernels. Models are passed as (graph, state): NNX graphs are hashable, so every check
 of an equal graph in the same mode, dtype, shape and conv formulation reuses one compilation.
 """
@@ -16,7 +16,7 @@ from typing import Callable
 import jax
 from flax import nnx
 
-from flax_cnn import ops
+from flax_cnn.model import ops
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 

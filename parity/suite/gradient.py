@@ -26,7 +26,7 @@ FAMILY = "gradient"
 def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
     """Mean CE with torch's `label_smoothing`, in the logits' dtype.
 
-    `flax_cnn.step.cross_entropy` casts to float32 (right for training, wrong for a float64 proof).
+    `flax_cnn.training.step.cross_entropy` casts to float32 (right for training, wrong for a float64 proof).
     """
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     if label_smoothing:

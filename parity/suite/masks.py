@@ -66,7 +66,7 @@ class TorchMask(torch.nn.Module):
 
 
 class FlaxMask(nnx.Module):
-    """Takes (and ignores) the dropout key, like `flax_cnn.layers.Dropout`."""
+    """Takes (and ignores) the dropout key, like `flax_cnn.model.layers.Dropout`."""
 
     def __init__(self, bank: MaskBank, name: str):
         self.bank, self.name = bank, name

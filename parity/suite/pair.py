@@ -16,9 +16,9 @@ import torch
 from flax import nnx
 
 import torch_ref
-from flax_cnn.config import ModelConfig
-from flax_cnn.model import build_model
-from flax_cnn.weights import key_map as project_key_map
+from flax_cnn.model.config import ModelConfig
+from flax_cnn.model.cnn import build_model
+from flax_cnn.model.weights import key_map as project_key_map
 from parity.suite.twins import KeyMappingLike, ModulePair, module_pairs
 
 

@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from flax_cnn import schedules
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import schedules
+from flax_cnn.training.config import TrainConfig
 from parity.suite.accuracy import accuracy_checks
 from parity.suite.batchnorm import batchnorm_checks
 from parity.suite.bf16 import bf16_checks

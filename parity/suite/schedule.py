@@ -2,8 +2,8 @@
 scheduler driving a real `torch.optim.Adam`.
 
 Parity trap: torch's OneCycleLR ends phase one at step `pct_start*total - 1` and anneals to
-`total - 1`; optax's `cosine_onecycle_schedule` places both elsewhere (`flax_cnn.schedules`
-follows torch). The JAX side is read through `flax_cnn.optim.table_schedule`, the float32
+`total - 1`; optax's `cosine_onecycle_schedule` places both elsewhere (`flax_cnn.training.schedules`
+follows torch). The JAX side is read through `flax_cnn.training.optim.table_schedule`, the float32
 lookup the jitted step performs, so the check covers the table *and* how it is consumed.
 """
 
@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from flax_cnn import optim, schedules
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import optim, schedules
+from flax_cnn.training.config import TrainConfig
 from parity.suite import tolerances
 from parity.suite.results import Check, elementwise_rel_err
 from torch_ref.optim import make_optimizer, make_scheduler

@@ -1,6 +1,6 @@
 """Family "trajectory": N optimizer steps in both twins from the same weights on the same batches,
-each through the code path its trainer uses — `flax_cnn.step.make_train_step` with
-`flax_cnn.optim.adam` and `flax_cnn.schedules` on the JAX side, `torch_ref.optim` with the torch
+each through the code path its trainer uses — `flax_cnn.training.step.make_train_step` with
+`flax_cnn.training.optim.adam` and `flax_cnn.training.schedules` on the JAX side, `torch_ref.optim` with the torch
 engine's plain loop on the other — comparing the loss at every step and the weights at the end.
 
 Needs a deterministic pair (dropout 0): the twins draw dropout masks from different RNGs.
@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from flax_cnn import optim, schedules
-from flax_cnn.step import Model, init_state, make_train_step, zero_metrics
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import optim, schedules
+from flax_cnn.training.step import Model, init_state, make_train_step, zero_metrics
+from flax_cnn.training.config import TrainConfig
 from parity.suite import tolerances
 from parity.suite.results import Check, rel_err
 from parity.suite.schedule import ScheduleFn

@@ -1,7 +1,7 @@
 """Plumbing every family shares, generic over a (torch module, Flax NNX module, key map) pair.
 
 A key map is any list of objects with `.torch_key`, `.flax_path`, `.torch_shape`, `.to_torch(a)`
-and `.to_flax(a)` (for this project: `flax_cnn.weights.key_map(cfg)`). Families never trust the
+and `.to_flax(a)` (for this project: `flax_cnn.model.weights.key_map(cfg)`). Families never trust the
 Flax model's own weights: they copy the torch model's tensors through the key map first, so a
 wrong layout change in the map shows up as a divergence.
 """

@@ -12,8 +12,8 @@ from typing import Callable
 
 import tyro
 
-from flax_cnn.config import ConfigError
-from flax_cnn.train_config import TrainConfig, validate
+from flax_cnn.model.config import ConfigError
+from flax_cnn.training.config import TrainConfig, validate
 
 
 def parse(argv: list[str] | None, prog: str, description: str) -> TrainConfig:
@@ -25,8 +25,8 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
     """Parse, validate, run `train(cfg)`; turn expected failures into one line on stderr."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from flax_cnn.data.errors import DataError
-    from flax_cnn.faults import DiskFull, disk_full_line, is_disk_full
-    from flax_cnn.loop import TrainingError
+    from flax_cnn.runtime.faults import DiskFull, disk_full_line, is_disk_full
+    from flax_cnn.training.loop import TrainingError
 
     cfg = parse(argv, prog, description)
     try:
@@ -44,7 +44,7 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        from flax_cnn import peers
+        from flax_cnn.runtime import peers
 
         peers.stop_on_peer_failure(e, prog)  # multi-process: a peer died; one line, exit 1
         if is_disk_full(e):

@@ -1,6 +1,6 @@
 """The epoch loop both trainers share: data → steps → eval → checkpoint → report.
 
-A trainer supplies an `Engine` (the JAX one in `flax_cnn.engine`, the torch one in
+A trainer supplies an `Engine` (the JAX one in `flax_cnn.training.engine`, the torch one in
 `torch_ref.engine`); everything else — data, progress bar, NaN guard, resume, metrics.jsonl,
 plots, summary — is this one page, so the two twins cannot drift apart.
 """
@@ -16,10 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
-from flax_cnn import arch, files, report
-from flax_cnn.run_data import RunData
-from flax_cnn.run_dir import write_data_json
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.model import analysis
+from flax_cnn.runtime import files
+from flax_cnn.training import report
+from flax_cnn.training.run_data import RunData
+from flax_cnn.inference.run_dir import write_data_json
+from flax_cnn.training.config import TrainConfig
 
 
 class TrainingError(RuntimeError):
@@ -227,7 +229,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "best_epoch": best["epoch"],
         **({"final_test_accuracy_tta": history[-1]["test_accuracy_tta"]} if "test_accuracy_tta" in history[-1] else {}),
         "params": engine.num_params(),
-        "receptive_field": arch.receptive_field(mcfg),
+        "receptive_field": analysis.receptive_field(mcfg),
         "wall_seconds": round(wall, 1),
         "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in history), 1),  # across resumes too
         "train_examples": data.n_train,

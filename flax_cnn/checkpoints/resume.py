@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from flax_cnn import checksums
-from flax_cnn.faults import FileError, one_line
+from flax_cnn.checkpoints import checksums
+from flax_cnn.runtime.faults import FileError, one_line
 
 T = TypeVar("T")
 

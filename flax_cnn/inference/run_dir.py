@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from flax_cnn.config import ConfigError, ModelConfig
+from flax_cnn.model.config import ConfigError, ModelConfig
 from flax_cnn.data.stats import ChannelStats
-from flax_cnn.faults import FileError, one_line
-from flax_cnn.files import read_json
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.runtime.faults import FileError, one_line
+from flax_cnn.runtime.files import read_json
+from flax_cnn.training.config import TrainConfig
 
 WEIGHTS = {"final": "model.safetensors", "best": "best.safetensors"}
 

@@ -24,8 +24,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from flax_cnn.config import ConfigError, ModelConfig
-from flax_cnn.data.augment_config import AugmentConfig
+from flax_cnn.model.config import ConfigError, ModelConfig
+from flax_cnn.augment.config import AugmentConfig
 
 Schedule = Literal["onecycle", "cosine", "constant", "step"]
 
@@ -125,7 +125,7 @@ class TrainConfig:
     """Multi-process run: this process's index (0 writes the run directory)."""
 
     def model_config(self) -> ModelConfig:
-        from flax_cnn.files import read_json
+        from flax_cnn.runtime.files import read_json
 
         base = ModelConfig.from_dict(read_json(self.model, what="--model")) if self.model else ModelConfig()
         return base.replace(dropout=self.dropout)
@@ -192,7 +192,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
          f"fades the albumentations path only; --augment is {cfg.augment}")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
-        from flax_cnn.faults import FileError
+        from flax_cnn.runtime.faults import FileError
 
         try:
             cfg.model_config()

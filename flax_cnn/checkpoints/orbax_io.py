@@ -5,9 +5,9 @@ step, the epoch's metric sums) plus a JSON `meta` (epoch, position in the epoch,
 `--resume` continues exactly where the run stopped.
 
 Orbax writes a step into a temporary directory and renames it when done; after that this module
-adds `checksums.json` (`flax_cnn.checksums`) and only then deletes the steps beyond the last N,
+adds `checksums.json` (`flax_cnn.checkpoints.checksums`) and only then deletes the steps beyond the last N,
 so a kill or a full disk at any point leaves the previous checkpoint intact. `--resume` verifies
-the checksums and restores the newest step that passes (`flax_cnn.resume`).
+the checksums and restores the newest step that passes (`flax_cnn.checkpoints.resume`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from flax_cnn import checksums, resume
-from flax_cnn.faults import (DiskFull, FileError, disk_full_message, is_disk_full, one_line,
+from flax_cnn.checkpoints import checksums, resume
+from flax_cnn.runtime.faults import (DiskFull, FileError, disk_full_message, is_disk_full, one_line,
                              quiet_closed_loop_callbacks, quiet_disk_full_logs)
 
 

@@ -19,8 +19,8 @@ from typing import Annotated, Callable, Iterator
 import numpy as np
 import tyro
 
-from flax_cnn.config import ConfigError
-from flax_cnn.train_config import TrainConfig, validate
+from flax_cnn.model.config import ConfigError
+from flax_cnn.training.config import TrainConfig, validate
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def plot(result: LRFindResult, path: Path, title: str) -> None:
 
 def batches(cfg: TrainConfig, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """`n` augmented training batches of `cfg`, continuing into further epochs as needed."""
-    from flax_cnn import run_data
+    from flax_cnn.training import run_data
 
     data = run_data.prepare(cfg)
     got, epoch = 0, 0

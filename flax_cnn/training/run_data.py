@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 from flax_cnn.data.cifar10 import Cifar10
 from flax_cnn.data.pipeline import EvalLoader, TrainLoader
 from flax_cnn.data.sources import load_cifar10
 from flax_cnn.data.stats import ChannelStats, channel_stats
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training.config import TrainConfig
 
 
 @dataclass

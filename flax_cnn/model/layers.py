@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flax_cnn import ops
-from flax_cnn.batch_norm import batch_norm_train, normalize
+from flax_cnn.model import ops
+from flax_cnn.model.batch_norm import batch_norm_train, normalize
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": jax.nn.relu,
@@ -64,7 +64,7 @@ class BatchNorm2d(nnx.Module):
 
     `momentum` is torch's (weight of the new batch statistic). Statistics are computed in at
     least float32 (float32 for bf16 activations, float64 for float64 ones). In training the
-    normalisation has a hand-written backward (`flax_cnn.batch_norm`).
+    normalisation has a hand-written backward (`flax_cnn.model.batch_norm`).
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5,

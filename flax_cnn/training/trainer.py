@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flax_cnn import loop, run_data
-from flax_cnn.engine import JaxEngine
-from flax_cnn.train_config import TrainConfig
+from flax_cnn.training import loop, run_data
+from flax_cnn.training.engine import JaxEngine
+from flax_cnn.training.config import TrainConfig
 
 
 def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, log=print) -> dict:
@@ -15,7 +15,7 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, l
     data = run_data.prepare(cfg)
     augment = None
     if cfg.augment == "device":
-        from flax_cnn.data.device_augment import make_device_augment
+        from flax_cnn.augment.on_device import make_device_augment
 
         augment = make_device_augment(cfg.aug, data.stats)
     engine = JaxEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=out, augment=augment)

@@ -26,7 +26,7 @@ def configure(*, cpu_devices: int, coordinator: str | None = None, num_processes
     """Set the CPU device count (0 = one per core) and join a multi-process run if asked."""
     jax.config.update("jax_num_cpu_devices", cpu_devices or physical_cores())
     if num_processes > 1:
-        from flax_cnn import peers
+        from flax_cnn.runtime import peers
 
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         peers.initialize(coordinator, num_processes=num_processes, process_id=process_id)

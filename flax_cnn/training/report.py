@@ -16,7 +16,7 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_acc
 
 def write_metrics(path: Path, history: list[dict]) -> None:
     """Rewrite metrics.jsonl from the full history (one JSON object per epoch)."""
-    from flax_cnn.faults import writing
+    from flax_cnn.runtime.faults import writing
 
     tmp = path.with_suffix(".tmp")
     with writing(path, partial=tmp):  # a full disk: one line, the previous metrics.jsonl stays

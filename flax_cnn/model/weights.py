@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flax_cnn.config import ModelConfig
+from flax_cnn.model.config import ModelConfig
 
 _HWIO_TO_OIHW = (3, 2, 0, 1)
 _OIHW_TO_HWIO = (2, 3, 1, 0)
@@ -149,7 +149,7 @@ def save_safetensors(tensors: dict[str, np.ndarray], path: str | Path, metadata:
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
     """All tensors of `path`; FileError (one line naming it) if it is missing, truncated or not safetensors."""
-    from flax_cnn.files import read_safetensors
+    from flax_cnn.runtime.files import read_safetensors
 
     return read_safetensors(path)
 
@@ -164,7 +164,7 @@ def load_weights(model: nnx.Module, path: str | Path) -> None:
 
     FileError naming the file if it cannot be read or does not fit the model (a key or shape).
     """
-    from flax_cnn.faults import FileError
+    from flax_cnn.runtime.faults import FileError
 
     tensors = load_safetensors(path)
     try:

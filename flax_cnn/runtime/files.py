@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flax_cnn.faults import FileError, one_line
+from flax_cnn.runtime.faults import FileError, one_line
 
 
 def _label(path: Path, what: str) -> str:

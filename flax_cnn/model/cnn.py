@@ -1,7 +1,7 @@
 """The Flax NNX twin: conv blocks → global average pool → Dense, built from a `ModelConfig`.
 
 Module paths mirror the torch twin (`features.c1.0.conv`, `features.c1.0.bn`, `fc`), so the key
-map in `flax_cnn.weights` is a list of renames and layout changes, nothing more.
+map in `flax_cnn.model.weights` is a list of renames and layout changes, nothing more.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flax_cnn.config import ConvSpec, ModelConfig
-from flax_cnn.layers import ACTIVATIONS, BatchNorm2d, Conv2d, Dropout, Linear, SeparableConv2d
+from flax_cnn.model.config import ConvSpec, ModelConfig
+from flax_cnn.model.layers import ACTIVATIONS, BatchNorm2d, Conv2d, Dropout, Linear, SeparableConv2d
 
 
 class ConvBNAct(nnx.Module):

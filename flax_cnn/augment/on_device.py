@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flax_cnn.data.augment_config import AugmentConfig, cutout_fill
+from flax_cnn.augment.config import AugmentConfig, cutout_fill
 from flax_cnn.data.stats import ChannelStats
 
 

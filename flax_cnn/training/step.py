@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from flax_cnn import ops
+from flax_cnn.model import ops
 
 METRIC_KEYS = ("loss_sum", "correct", "count", "nonfinite")
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 
 AugmentMode = Literal["albumentations", "device", "none"]
 AUGMENT_MODES: tuple[AugmentMode, ...] = ("albumentations", "device", "none")

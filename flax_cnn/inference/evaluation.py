@@ -1,7 +1,7 @@
 """Evaluate or predict with a trained run of either twin; framework-free around a `logits_fn`.
 
 Each twin supplies `load_classifier(run, which) -> logits_fn(images NHWC float32) -> logits`
-(`flax_cnn.classifier`, `torch_ref.classifier`); the CLIs `python -m flax_cnn.evaluate` and
+(`flax_cnn.inference.classifier`, `torch_ref.classifier`); the CLIs `python -m flax_cnn.evaluate` and
 `python -m torch_ref.evaluate` (and `predict`) are this module with one or the other.
 """
 
@@ -17,8 +17,8 @@ from typing import Annotated, Callable, Literal
 import numpy as np
 import tyro
 
-from flax_cnn.config import ConfigError
-from flax_cnn.run_dir import RunDir
+from flax_cnn.model.config import ConfigError
+from flax_cnn.inference.run_dir import RunDir
 
 LogitsFn = Callable[[np.ndarray], np.ndarray]
 Loader = Callable[[RunDir, str], LogitsFn]

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from flax_cnn.config import ConfigError
+from flax_cnn.model.config import ConfigError
 
 
 def _cos_anneal(start: float, end: float, pct: float) -> float:

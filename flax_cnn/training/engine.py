@@ -10,12 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from flax_cnn import devices, optim, schedules
-from flax_cnn.checkpoint import Checkpoints
-from flax_cnn.model import build_model, num_params
-from flax_cnn.step import Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step, zero_metrics
-from flax_cnn.train_config import TrainConfig
-from flax_cnn.weights import load_weights, save_weights
+from flax_cnn.runtime import devices
+from flax_cnn.training import optim, schedules
+from flax_cnn.checkpoints.orbax_io import Checkpoints
+from flax_cnn.model.cnn import build_model, num_params
+from flax_cnn.training.step import (Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step,
+                                    zero_metrics)
+from flax_cnn.training.config import TrainConfig
+from flax_cnn.model.weights import load_weights, save_weights
 
 
 def compute_dtype(precision: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flax_cnn.config import ModelConfig, out_size
+from flax_cnn.model.config import ModelConfig, out_size
 
 
 @dataclass(frozen=True)

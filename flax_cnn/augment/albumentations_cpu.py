@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flax_cnn.data.augment_config import AugmentConfig, cutout_fill
+from flax_cnn.augment.config import AugmentConfig, cutout_fill
 
 
 def build_albumentations(cfg: AugmentConfig, fill: tuple[int, ...]):

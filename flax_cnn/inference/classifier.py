@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from flax_cnn import ops
-from flax_cnn.model import build_model
-from flax_cnn.run_dir import RunDir
-from flax_cnn.weights import load_weights
+from flax_cnn.model import ops
+from flax_cnn.model.cnn import build_model
+from flax_cnn.inference.run_dir import RunDir
+from flax_cnn.model.weights import load_weights
 
 
 def load_classifier(run: RunDir, which: str = "final"):
