@@ -82,7 +82,7 @@ def input_gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                     dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32", torch_only: bool = False
                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """(torch d loss / d input per layer, Flax's, layer names in first-call order), train mode, Flax layout."""
-    from parity.suite.gradient import smoothed_cross_entropy
+    from parity.suite.loss import smoothed_cross_entropy
 
     pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):

@@ -23,7 +23,8 @@ from flax import nnx
 
 from parity.suite import tolerances
 from parity.suite.forward import set_mode
-from parity.suite.gradient import gradient_errors, smoothed_cross_entropy
+from parity.suite.gradient import gradient_errors
+from parity.suite.loss import smoothed_cross_entropy
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
 from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input

@@ -5,33 +5,20 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import torch
 import torch.nn.functional as F
-from flax import nnx
 
 from parity.suite import compiled, tolerances, verdict
 from parity.suite.forward import set_mode
+from parity.suite.loss import smoothed_cross_entropy
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
 from parity.suite.terms import term_magnitudes, term_relative_error
 from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, precision, prepare, state_tensors, torch_input
 
 FAMILY = "gradient"
-
-
-def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
-    """Mean CE with torch's `label_smoothing`, in the logits' dtype.
-
-    `flax_cnn.training.step.cross_entropy` casts to float32 (right for training, wrong for a float64 proof).
-    """
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    if label_smoothing:
-        onehot = optax.smooth_labels(onehot, label_smoothing)
-    return optax.softmax_cross_entropy(logits, onehot).mean()
 
 
 def _loss(m, x, y, label_smoothing: float):
