@@ -34,6 +34,7 @@ from torch.fx import _symbolic_trace
 from torch.fx.proxy import Attribute
 
 from parity.port.errors import PortError
+from parity.port.translate import concrete, target_name, where_of
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _PORT_DIR = os.path.dirname(__file__)
@@ -52,11 +53,6 @@ def user_frame(exc: BaseException | None = None) -> str:
         return ""
     f = frames[-1]
     return f" at {os.path.basename(f.filename)}:{f.lineno}: `{(f.line or '').strip()}`"
-
-
-def concrete(node: Any) -> Any:
-    """The value a traced node had on the example input (arguments that are not nodes are themselves)."""
-    return node.meta.get("concrete") if isinstance(node, fx.Node) else node
 
 
 class ConcreteProxy(fx.Proxy):
@@ -133,8 +129,6 @@ class _Tracer(fx.Tracer):
         return target(*args, **kwargs)
 
     def _input_error(self, node: fx.Node, e: Exception) -> PortError:
-        from parity.port.translate import target_name, where_of
-
         cause = e.__cause__ or e
         op = "the module call" if node.op == "call_module" else target_name(node)
         return PortError(where_of(node, self.user_root), f"the example input {tuple(self.example.shape)} does not "
@@ -142,7 +136,6 @@ class _Tracer(fx.Tracer):
 
     def specialize(self, proxy: ConcreteProxy, how: str) -> Any:
         """The value of `proxy` for Python to use as a constant; refused for a tensor's data."""
-        from parity.port.translate import where_of
 
         value = proxy.concrete
         if isinstance(value, torch.Tensor) and how != "len()":
@@ -290,7 +283,6 @@ def _graph(module: torch.nn.Module, example: torch.Tensor, training: bool) -> tu
 def check_eval_dropout(gm: fx.GraphModule, module: torch.nn.Module) -> None:
     """Parity trap: `F.dropout` at torch's default `training=True` drops in eval mode too — a bug the
     port will not reproduce silently."""
-    from parity.port.translate import where_of
 
     for node in gm.graph.nodes:
         if node.target is F.dropout:

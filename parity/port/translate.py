@@ -16,7 +16,6 @@ import torch
 from torch import fx
 
 from parity.port.errors import PortError
-from parity.port.trace import concrete
 from parity.port.program import META, NHWC, PLAIN, Op, Ref, SliceArg
 from parity.port.report import PortRow
 
@@ -39,6 +38,11 @@ class Value:
     @property
     def rank(self) -> int | None:
         return None if self.shape is None else len(self.shape)
+
+
+def concrete(node: Any) -> Any:
+    """The value a traced node had on the example input (arguments that are not nodes are themselves)."""
+    return node.meta.get("concrete") if isinstance(node, fx.Node) else node
 
 
 def torch_shape(node: fx.Node) -> tuple[int, ...] | None:
