@@ -4,6 +4,7 @@ saying so, within a bounded time instead of waiting in a collective, and the run
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from tests.faults_util import cli_args
 # JAX's own fate-sharing when process 0, which hosts the coordination service, is the one that died
 JAX_FATAL = "Terminating process because the JAX distributed service detected fatal errors. This most likely " \
             "indicates that another task died"
+JAX_LOG = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\.cc:\d+\] ")  # glog: E1202 16:15:11.285505 27835 x.cc:1549]
 
 
 @pytest.mark.parametrize("victim", [1, pytest.param(0, marks=pytest.mark.extended)])  # 0: JAX aborts all
@@ -49,8 +51,13 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_line(victim, uninter
     procs[victim].wait()
     ours = [ln for ln in err.splitlines() if ln.startswith("python -m flax_cnn.train: stopped: another process of "
                                                               "this 2-process run is gone (")]
-    if victim == 1:  # the usual case: the line, exit 1, nothing else
-        assert survivor.returncode == 1 and err.strip().splitlines() == ours and len(ours) == 1, err
+    if victim == 1:  # the usual case: the line, last and once, exit 1
+        # On a loaded machine process 0's coordination service may log the missed heartbeats first
+        # (multi-line C++ glog blocks we cannot withdraw); anything else before our line (a Python
+        # traceback, say) is a failure.
+        lines = err.strip().splitlines()
+        assert survivor.returncode == 1 and len(ours) == 1 and lines[-1] == ours[0], err
+        assert len(lines) == 1 or JAX_LOG.match(lines[0]), err
         assert ours[0].endswith("this process stops too. The last checkpoint is intact: restart all 2 processes "
                                 "with --resume")
     else:  # JAX aborts every process at once when process 0 dies; this line may win the race or not
