@@ -250,6 +250,19 @@ def test_cutout_holes(holes):
             assert area[hit].min() >= 256 and area.max() <= 512 and (area[hit] > 256).mean() > 0.98
 
 
+def test_device_fade_follows_the_step_as_the_albumentations_epochs_do():
+    cfg = AugmentConfig(fade_epochs=2)
+    faded = make_device_augment(cfg, STATS, epochs=4, steps_per_epoch=3)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    key = jax.random.key(5)
+    for step in range(12):
+        static = make_device_augment(cfg.at_epoch(step // 3, 4).replace(fade_epochs=0), STATS)
+        np.testing.assert_array_equal(faded(key, images, jnp.int32(step)), static(key, images))
+    assert not np.array_equal(faded(key, images, jnp.int32(11)), faded(key, images, jnp.int32(0)))
+    with pytest.raises(ValueError, match="epochs and steps_per_epoch are needed"):
+        make_device_augment(cfg, STATS)
+
+
 def test_device_augment_normalises_what_sample_and_apply_params_give(geometry):
     augment = make_device_augment(GEOMETRY, STATS)
     images = jnp.asarray(np.repeat(coordinate_image()[None], N, 0))

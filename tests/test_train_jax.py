@@ -130,7 +130,7 @@ def test_train_step_compiles_once(train_data_dir, tiny_model_json, tmp_path):
     (["--epochs", "-1"], "--epochs: must be >= 1, got -1"),
     (["--batch-size", "512", "--train-examples", "256"], "--batch-size: 512 is larger than the 256 training examples"),
     (["--data-dir", "/nonexistent/cifar"], "--data-dir: /nonexistent/cifar does not exist"),
-    (["--augment", "device", "--aug.fade-epochs", "2"], "--aug.fade-epochs: fades the albumentations path only"),
+    (["--aug.cutout-size", "40"], "--aug.cutout-size: must be an int in [1, 32], got 40"),
     (["--ema-decay", "1.0"], "--ema-decay: must be in [0, 1), got 1.0"),
 ])
 def test_bad_flags_exit_2_with_one_line(args, message):

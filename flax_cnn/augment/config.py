@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -11,6 +13,17 @@ from flax_cnn.model.config import ConfigError
 
 AugmentMode = Literal["albumentations", "device", "none"]
 AUGMENT_MODES: tuple[AugmentMode, ...] = ("albumentations", "device", "none")
+_VALIDATE_ON_INIT = contextvars.ContextVar("augment_validate_on_init", default=True)
+
+
+@contextlib.contextmanager
+def deferred_validation():
+    """Build AugmentConfigs unchecked: a CLI parses first, then names the bad flag in one line."""
+    token = _VALIDATE_ON_INIT.set(False)
+    try:
+        yield
+    finally:
+        _VALIDATE_ON_INIT.reset(token)
 
 
 @dataclass(frozen=True)
@@ -44,29 +57,35 @@ class AugmentConfig:
     k/(N+1) of them), so training ends on images closer to the test set's; flip is not faded"""
 
     def __post_init__(self) -> None:
-        validate(self)
+        if _VALIDATE_ON_INIT.get():
+            validate(self)
 
     def replace(self, **changes) -> AugmentConfig:
         return dataclasses.replace(self, **changes)
 
+    def fade_factor(self, epoch: int, epochs: int) -> float:
+        """What epoch `epoch` (0-based) of an `epochs`-epoch run multiplies affine_p and cutout_p by."""
+        left = epochs - epoch  # epochs left, this one included
+        return 1.0 if left > self.fade_epochs else left / (self.fade_epochs + 1)
+
     def at_epoch(self, epoch: int, epochs: int) -> AugmentConfig:
         """The static config epoch `epoch` (0-based) of an `epochs`-epoch run uses (see fade_epochs)."""
-        left = epochs - epoch  # epochs left, this one included
-        if left > self.fade_epochs:
+        f = self.fade_factor(epoch, epochs)
+        if f == 1.0:
             return self
-        f = left / (self.fade_epochs + 1)
         return self.replace(affine_p=self.affine_p * f, cutout_p=self.cutout_p * f)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def validate(cfg: AugmentConfig, image_size: int = 32) -> None:
-    """Raise ConfigError naming the first invalid field of `cfg`."""
+def validate(cfg: AugmentConfig, image_size: int = 32, *, prefix: str = "AugmentConfig.") -> None:
+    """Raise ConfigError naming the first invalid field of `cfg` (as `prefix` + field)."""
 
     def need(ok: bool, field: str, msg: str) -> None:
         if not ok:
-            raise ConfigError(f"AugmentConfig.{field}: {msg}, got {getattr(cfg, field)!r}")
+            name = prefix + (field if prefix == "AugmentConfig." else field.replace("_", "-"))
+            raise ConfigError(f"{name}: {msg}, got {getattr(cfg, field)!r}")
 
     for p in ("flip_p", "affine_p", "cutout_p"):
         need(isinstance(getattr(cfg, p), (int, float)) and 0.0 <= getattr(cfg, p) <= 1.0, p, "must be in [0, 1]")

@@ -31,10 +31,12 @@ class AugmentParams(NamedTuple):
     hole_x: jax.Array    # int32 (N, holes) left column of each hole
 
 
-def sample_params(key: jax.Array, n: int, cfg: AugmentConfig, height: int = 32, width: int = 32) -> AugmentParams:
-    """Draw the parameters of `n` images as albumentations does (see AugmentConfig)."""
+def sample_params(key: jax.Array, n: int, cfg: AugmentConfig, height: int = 32, width: int = 32,
+                  fade=1.0) -> AugmentParams:
+    """Draw the parameters of `n` images as albumentations does (see AugmentConfig); `fade` (a
+    traced scalar allowed) multiplies affine_p and cutout_p as `AugmentConfig.at_epoch` does."""
     k = jax.random.split(key, 9)
-    affine = jax.random.bernoulli(k[1], cfg.affine_p, (n,))
+    affine = jax.random.bernoulli(k[1], cfg.affine_p * fade, (n,))
     angle = jax.random.uniform(k[2], (n,), minval=-cfg.rotate_deg, maxval=cfg.rotate_deg)
     scale = jax.random.uniform(k[3], (n,), minval=1 - cfg.scale, maxval=1 + cfg.scale)
     # Affine: int(u * size) for u ~ U(-shift, shift), i.e. truncation toward zero.
@@ -48,7 +50,7 @@ def sample_params(key: jax.Array, n: int, cfg: AugmentConfig, height: int = 32, 
         scale=jnp.where(affine, scale, 1.0),
         tx=jnp.where(affine, tx, 0.0).astype(jnp.int32),
         ty=jnp.where(affine, ty, 0.0).astype(jnp.int32),
-        cutout=jax.random.bernoulli(k[6], cfg.cutout_p, (n,)),
+        cutout=jax.random.bernoulli(k[6], cfg.cutout_p * fade, (n,)),
         hole_y=jax.random.randint(k[7], holes, 0, height - cfg.cutout_size + 1),
         hole_x=jax.random.randint(k[8], holes, 0, width - cfg.cutout_size + 1),
     )
@@ -123,14 +125,24 @@ def normalize(images: jax.Array, stats: ChannelStats) -> jax.Array:
     return (images.astype(jnp.float32) / 255.0 - mean) / std
 
 
-def make_device_augment(cfg: AugmentConfig, stats: ChannelStats):
-    """A jitted `augment(key, images) -> normalised float32 NHWC`; call it inside the train step."""
+def make_device_augment(cfg: AugmentConfig, stats: ChannelStats, *, epochs: int | None = None,
+                        steps_per_epoch: int | None = None):
+    """A jitted `augment(key, images, step=0) -> normalised float32 NHWC`; call it inside the train
+    step. With `cfg.fade_epochs`, `step` (traced) picks its epoch's fade, as the albumentations path's."""
     fill = np.asarray(cutout_fill(stats.mean), np.float32)
+    if cfg.fade_epochs and not (epochs and steps_per_epoch):
+        raise ValueError("make_device_augment: epochs and steps_per_epoch are needed to fade (cfg.fade_epochs)")
+
+    def fade(step):
+        if not cfg.fade_epochs:
+            return 1.0
+        left = epochs - step // steps_per_epoch  # epochs left, this one included
+        return jnp.where(left > cfg.fade_epochs, 1.0, left / (cfg.fade_epochs + 1))
 
     @jax.jit
-    def augment(key: jax.Array, images: jax.Array) -> jax.Array:
+    def augment(key: jax.Array, images: jax.Array, step=0) -> jax.Array:
         n, h, w = images.shape[:3]
-        params = sample_params(key, n, cfg, h, w)
+        params = sample_params(key, n, cfg, h, w, fade=fade(step))
         return normalize(apply_params(images, params, cfg.cutout_size, fill), stats)
 
     return augment

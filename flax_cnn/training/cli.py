@@ -12,12 +12,16 @@ from typing import Callable
 
 import tyro
 
+from flax_cnn.augment.config import deferred_validation
 from flax_cnn.model.config import ConfigError
 from flax_cnn.training.config import TrainConfig, validate
 
 
 def parse(argv: list[str] | None, prog: str, description: str) -> TrainConfig:
-    return tyro.cli(TrainConfig, args=argv, prog=prog, description=description)
+    """TrainConfig from flags; its AugmentConfig is checked by `validate`, so a bad --aug.* flag
+    gets the same one line as any other."""
+    with deferred_validation():
+        return tyro.cli(TrainConfig, args=argv, prog=prog, description=description)
 
 
 def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, prog: str, description: str,

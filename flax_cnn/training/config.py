@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 import tyro
 
 from flax_cnn.model.config import ConfigError, ModelConfig
-from flax_cnn.augment.config import AugmentConfig
+from flax_cnn.augment.config import AugmentConfig, validate as augment_validate
 
 Schedule = Literal["onecycle", "cosine", "constant", "step"]
 
@@ -155,6 +155,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
         if not ok:
             raise ConfigError(f"--{flag.replace('_', '-')}: {msg}")
 
+    augment_validate(cfg.aug, prefix="--aug.")  # unchecked when the CLI built it (deferred_validation)
     need(cfg.epochs >= 1, "epochs", f"must be >= 1, got {cfg.epochs}")
     need(cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {cfg.batch_size}")
     need(cfg.max_lr > 0, "max_lr", f"must be > 0, got {cfg.max_lr}")
@@ -188,8 +189,6 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
     need(cfg.num_processes == 1 or cfg.coordinator, "coordinator", "is required with --num-processes > 1")
     if need_data_dir and cfg.data_dir is not None and not (cfg.data_dir == "tfds" or cfg.data_dir.startswith("tfds:")):
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
-    need(cfg.aug.fade_epochs == 0 or cfg.augment == "albumentations", "aug.fade_epochs",
-         f"fades the albumentations path only; --augment is {cfg.augment}")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
         from flax_cnn.runtime.faults import FileError

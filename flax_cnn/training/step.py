@@ -90,7 +90,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
     With `ema_decay` > 0 (and a state from `init_state(..., ema=True)`) every applied step also
     moves `state.ema` towards the new params and BatchNorm statistics (`ema_decay_at`).
 
-    `augment(key, images) -> float images` runs first when given (the on-device path); dropout
+    `augment(key, images, step) -> float images` runs first when given (the on-device path); dropout
     and augmentation keys are folded from `key` and the step number, so a resumed run draws the
     same randomness. `key_data` is raw (uint32) key data so it can be replicated across hosts.
     """
@@ -98,7 +98,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
     def train_step(state: TrainState, images, labels, key_data):
         step_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), state.step)
         if augment is not None:
-            images = augment(jax.random.fold_in(step_key, 1), images)
+            images = augment(jax.random.fold_in(step_key, 1), images, state.step)
         x = images.astype(compute_dtype)
 
         def loss_fn(params):

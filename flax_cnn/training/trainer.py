@@ -17,7 +17,8 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, l
     if cfg.augment == "device":
         from flax_cnn.augment.on_device import make_device_augment
 
-        augment = make_device_augment(cfg.aug, data.stats)
+        augment = make_device_augment(cfg.aug, data.stats, epochs=cfg.epochs,
+                                      steps_per_epoch=data.train.steps_per_epoch)
     engine = JaxEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=out, augment=augment)
     try:
         return loop.run(cfg, engine, data, engine.lr_table, out=out, log=log)
