@@ -79,12 +79,12 @@ class AugmentConfig:
         return dataclasses.asdict(self)
 
 
-def validate(cfg: AugmentConfig, image_size: int = 32, *, prefix: str = "AugmentConfig.") -> None:
-    """Raise ConfigError naming the first invalid field of `cfg` (as `prefix` + field)."""
+def validate(cfg: AugmentConfig, image_size: int = 32, *, as_flags: bool = False) -> None:
+    """Raise ConfigError naming the first invalid field of `cfg` (as its `--aug.*` flag with `as_flags`)."""
 
     def need(ok: bool, field: str, msg: str) -> None:
         if not ok:
-            name = prefix + (field if prefix == "AugmentConfig." else field.replace("_", "-"))
+            name = f"--aug.{field.replace('_', '-')}" if as_flags else f"AugmentConfig.{field}"
             raise ConfigError(f"{name}: {msg}, got {getattr(cfg, field)!r}")
 
     for p in ("flip_p", "affine_p", "cutout_p"):

@@ -133,11 +133,11 @@ def make_device_augment(cfg: AugmentConfig, stats: ChannelStats, *, epochs: int 
     if cfg.fade_epochs and not (epochs and steps_per_epoch):
         raise ValueError("make_device_augment: epochs and steps_per_epoch are needed to fade (cfg.fade_epochs)")
 
+    per_epoch = jnp.asarray([cfg.fade_factor(e, epochs) for e in range(epochs)] if cfg.fade_epochs else [1.0],
+                            jnp.float32)
+
     def fade(step):
-        if not cfg.fade_epochs:
-            return 1.0
-        left = epochs - step // steps_per_epoch  # epochs left, this one included
-        return jnp.where(left > cfg.fade_epochs, 1.0, left / (cfg.fade_epochs + 1))
+        return per_epoch[step // steps_per_epoch] if cfg.fade_epochs else 1.0
 
     @jax.jit
     def augment(key: jax.Array, images: jax.Array, step=0) -> jax.Array:

@@ -155,7 +155,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
         if not ok:
             raise ConfigError(f"--{flag.replace('_', '-')}: {msg}")
 
-    augment_validate(cfg.aug, prefix="--aug.")  # unchecked when the CLI built it (deferred_validation)
+    augment_validate(cfg.aug, as_flags=True)  # unchecked when the CLI built it (deferred_validation)
     need(cfg.epochs >= 1, "epochs", f"must be >= 1, got {cfg.epochs}")
     need(cfg.batch_size >= 1, "batch_size", f"must be >= 1, got {cfg.batch_size}")
     need(cfg.max_lr > 0, "max_lr", f"must be > 0, got {cfg.max_lr}")
