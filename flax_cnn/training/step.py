@@ -83,6 +83,14 @@ def ema_decay_at(decay: float, step):
     return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
+def ema_update(avg, new, decay):
+    """One EMA step of a leaf; integer leaves (BatchNorm's num_batches_tracked) take the new value, as the
+    torch twin's do: averaging an int32 counter made it float32 and recompiled the step on step 2."""
+    if not jnp.issubdtype(avg.dtype, jnp.floating):
+        return new
+    return (decay * avg + (1 - decay) * new).astype(avg.dtype)
+
+
 def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smoothing: float = 0.0,
                     compute_dtype=jnp.float32, augment: Callable | None = None, ema_decay: float = 0.0) -> Callable:
     """train_step(state, images, labels, key_data) -> state (jitted, `state` donated).
@@ -124,7 +132,7 @@ def make_train_step(model: Model, tx: optax.GradientTransformation, *, label_smo
         ema = state.ema
         if ema_decay:
             d = ema_decay_at(ema_decay, state.step.astype(jnp.float32))
-            ema = keep(jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema, (new_params, new_stats)), ema)
+            ema = keep(jax.tree.map(lambda e, p: ema_update(e, p, d), ema, (new_params, new_stats)), ema)
         return TrainState(keep(new_params, state.params), keep(new_stats, state.batch_stats),
                           keep(new_opt, state.opt_state), state.step + 1, metrics, ema)
 
