@@ -6,7 +6,8 @@ input with float32 parameters cast per conv (`flax_cnn.training.step`'s `compute
 logits and loss are judged against torch's float64 values in units of bf16's roundoff
 (`tolerances.BF16_FORWARD`: judging torch too checks the reference's own bf16 path). A bf16 gradient is
 far less accurate than its logits (BatchNorm's backward cancels), so the Flax twin's gradient is judged
-by how much farther from exact it is than torch's bf16 gradient (`tolerances.BF16_GRADIENT_EXCESS`).
+by how much farther from exact it is than torch's bf16 gradient, relative to torch's
+(`tolerances.bf16_gradient_excess`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def normwise_error(grads: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> 
 def bf16_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, labels: np.ndarray,
                 *, label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = ()) -> list[Check]:
     """Each twin's bf16 logits and loss against the exact ones (`tolerances.BF16_FORWARD`), and the Flax
-    twin's bf16 gradient error beyond torch's own (`tolerances.BF16_GRADIENT_EXCESS`)."""
+    twin's bf16 gradient error beyond torch's own (`tolerances.bf16_gradient_excess`)."""
     kw = dict(label_smoothing=label_smoothing, dropout_pairs=dropout_pairs)
     exact = torch_outcome(torch_model, flax_model, key_map, x_nchw, labels, compute="float64", **kw)
     runs = {"jax": flax_bf16_outcome(torch_model, flax_model, key_map, x_nchw, labels, **kw),
@@ -117,7 +118,7 @@ def bf16_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nc
     worst = max(order, key=lambda k: per_tensor["jax"][k] - per_tensor["torch"][k])
     checks.append(Check(
         FAMILY, f"Flax twin: d loss / d param, {len(order)} tensors, error beyond torch's own [bf16 vs exact]",
-        ours - ref, tolerances.BF16_GRADIENT_EXCESS,
+        ours - ref, tolerances.bf16_gradient_excess(ref),
         f"norm-wise off exact: Flax {ours / u:.1f}u, torch {ref / u:.1f}u, between the twins "
         f"{normwise_error(runs['jax'].grads, runs['torch'].grads) / u:.1f}u; most beyond torch's: {worst}",
         {"reference": "torch float64", "unit_roundoff": u, "flax_normwise": ours, "torch_normwise": ref,

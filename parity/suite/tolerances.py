@@ -62,10 +62,20 @@ BF16_U = 2.0**-8
 # conv is 33u off (4-layer net) and 160u (default model).
 BF16_FORWARD = 16 * BF16_U
 # Gradients: the bf16 backward through BatchNorm cancels (it projects out the mean and the normalised
-# direction), so each twin's gradient is 5-13u off exact norm-wise, 70-100u at random init; no tolerance
-# in u bounds that. Both twins round at the same points, so their errors are draws of one size: the port
-# is judged by how much farther from exact it is than torch's own bf16 gradient (norm-wise over all
-# parameters, relative to the exact gradient's norm). Measured -13 to +1.5u; 8u beyond it is a bf16
-# discrepancy of the port's own (BatchNorm in bf16 instead of float32: +21u on the default model; 'SAME'
-# padding: +110u / +250u).
-BF16_GRADIENT_EXCESS = 8 * BF16_U
+# direction), so each twin's gradient is 1.4-15u off exact norm-wise (the 4-layer net; the default GELU
+# net), 90u for the seed's ReLU net at random init; no tolerance in u bounds that. Both twins round at the
+# same points, so their errors are draws of one size: the port is judged by how much farther from exact
+# it is than torch's own bf16 gradient (norm-wise over all parameters, relative to the exact gradient's
+# norm), *relative to torch's*. Measured at batch 8, correct twins: 0.83-1.07x torch's (4-layer ReLU,
+# seed ReLU and default GELU nets, 2-4 batches each). BatchNorm in bf16 instead of float32 (the bf16
+# trap): 1.32-1.40x on the default net, 1.16-1.23x on the seed net, 1.09-1.33x on the 4-layer net;
+# 'SAME' padding: +110u / +250u. A fixed excess cannot separate them (8u passes BatchNorm in bf16 on
+# every net but the seed's); 10 % of torch's error plus half a unit catches it on the default and seed
+# nets and on 2 of 4 batches of the 4-layer net, whose kink flips make torch's own error as large.
+BF16_GRADIENT_RATIO = 0.10
+BF16_GRADIENT_FLOOR = 0.5 * BF16_U
+
+
+def bf16_gradient_excess(torch_error: float) -> float:
+    """How much farther from exact than torch's own bf16 gradient the Flax twin's may be."""
+    return BF16_GRADIENT_RATIO * torch_error + BF16_GRADIENT_FLOOR
