@@ -1,25 +1,44 @@
-"""ModelConfig: the seed design's numbers and clear errors for invalid configs."""
+"""ModelConfig: the default and the seed design's numbers and clear errors for invalid configs."""
+
+import json
+from pathlib import Path
 
 import pytest
 
 from flax_cnn import ModelConfig, macs, param_count, receptive_field, summary
-from flax_cnn.model.config import BlockSpec, ConfigError, ConvSpec
+from flax_cnn.model.config import SEED_BLOCKS, BlockSpec, ConfigError, ConvSpec
 
 
-def test_default_is_the_seed_design():
+def test_default_is_the_recipe_net():
     cfg = ModelConfig()
     assert [b.name for b in cfg.blocks] == ["c1", "c2", "c3", "c4"]
     specs = [s for _, _, s in cfg.layers()]
     assert any(s.separable for s in specs) and any(s.dilation > 1 for s in specs)
     assert sum(s.stride == 2 for s in specs) == 3
-    assert param_count(cfg) == 193_826 < 200_000
+    assert cfg.activation == "gelu"
+    assert param_count(cfg) == 198_602 < 200_000
     assert receptive_field(cfg) == 99 > 44
-    assert macs(cfg) == 22_463_232
+    assert macs(cfg) == 25_099_744
+
+
+def test_seed_design_keeps_its_numbers():
+    cfg = ModelConfig(blocks=SEED_BLOCKS, activation="relu")
+    assert param_count(cfg) == 193_826 and receptive_field(cfg) == 99 and macs(cfg) == 22_463_232
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("arch_seed.json", ModelConfig(blocks=SEED_BLOCKS, activation="relu")),
+    ("arch_all_separable_wide_gelu.json", ModelConfig()),  # the file the recipe's runs used
+    ("arch_all_separable_wide.json", ModelConfig(activation="relu")),
+])
+def test_experiment_files_are_the_named_designs(name, expected):
+    path = Path(__file__).resolve().parents[1] / "docs" / "experiments" / name
+    assert ModelConfig.from_dict(json.loads(path.read_text())) == expected
 
 
 def test_summary_has_totals():
     text = summary(ModelConfig())
-    assert "features.c3.1.conv" in text and "Total params: 193,826" in text and "Receptive field: 99" in text
+    assert "features.c3.1.conv" in text and "Total params: 198,602" in text and "Receptive field: 99" in text
 
 
 def test_round_trips_through_dict():

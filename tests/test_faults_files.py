@@ -47,7 +47,7 @@ def _damage(run, what: str) -> str:
         from torch_ref.weights import save_weights
         save_weights(torch_ref.build_model(ModelConfig()), run / "model.safetensors")
         return (f"{run / 'model.safetensors'}: these weights do not fit the model (shape mismatch at "
-                "features.c1.0.conv.weight: source has (24, 3, 3, 3), target expects (8, 3, 3, 3))")
+                "features.c1.0.conv.weight: source has (32, 3, 3, 3), target expects (8, 3, 3, 3))")
     if what == "weights missing":
         (run / "model.safetensors").unlink()
         return f"--checkpoint {run}: no model.safetensors (has the run finished an epoch?)"

@@ -19,7 +19,7 @@ def case(tiny_model_json, tmp_path_factory):
     from torch_ref.engine import TorchEngine
 
     tmp = tmp_path_factory.mktemp("tta")
-    cfg = small_cfg(None, tiny_model_json, tmp / "torch", devices=1, eval_batch_size=16)
+    cfg = small_cfg(None, tiny_model_json, tmp / "torch", devices=1, eval_batch_size=16, ema_decay=0.0)  # export the sharpened weights
     eng = TorchEngine(cfg, steps_per_epoch=1, out=tmp / "torch")
     with torch.no_grad():  # fresh weights give all images nearly the same logits: sharpen the head
         eng.model.fc.weight.mul_(1000.0)

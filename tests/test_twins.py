@@ -145,10 +145,10 @@ def test_receptive_field_of_a_small_dilated_config():
 
 
 def test_converting_between_different_configs_names_key_and_shapes(cfg):
-    other = cfg.replace(blocks=(BlockSpec("c1", (ConvSpec(32),)),) + cfg.blocks[1:])
-    with pytest.raises(WeightsError, match=r"features\.c1\.0\.conv\.weight.*\(24, 3, 3, 3\).*\(32, 3, 3, 3\)"):
+    other = cfg.replace(blocks=(BlockSpec("c1", (ConvSpec(40),)),) + cfg.blocks[1:])
+    with pytest.raises(WeightsError, match=r"features\.c1\.0\.conv\.weight.*\(32, 3, 3, 3\).*\(40, 3, 3, 3\)"):
         parity.torch_to_flax(torch_ref.build_model(cfg), build_model(other))
-    with pytest.raises(WeightsError, match=r"features\.c1\.0\.conv\.weight.*\(24, 3, 3, 3\).*\(32, 3, 3, 3\)"):
+    with pytest.raises(WeightsError, match=r"features\.c1\.0\.conv\.weight.*\(32, 3, 3, 3\).*\(40, 3, 3, 3\)"):
         parity.flax_to_torch(build_model(cfg), torch_ref.build_model(other))
 
 
