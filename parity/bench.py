@@ -40,6 +40,8 @@ from flax_cnn.runtime import hugepages
 class BenchConfig:
     """Benchmark the train step of the default model: JAX jit against PyTorch eager and compile."""
 
+    model: str | None = None
+    """A ModelConfig JSON file to time instead of the default model (e.g. docs/experiments/arch_seed.json)."""
     batch_size: tuple[int, ...] = (128,)
     """Batch sizes to time."""
     steps: int = 10
@@ -168,7 +170,20 @@ def _set_precision(tf32: bool) -> None:
 Step = tuple[Callable[[], None], Callable[[], None], str, Callable[[], dict]]
 
 
-def jax_step(batch: int, n_devices: int, precision: str = "fp32") -> Step:
+def load_model_config(path: str | None):
+    """The ModelConfig of `--model` (default: `ModelConfig()`); one line naming the file if it is not one."""
+    from flax_cnn.model.config import ModelConfig
+    from flax_cnn.runtime.files import read_json
+
+    if path is None:
+        return ModelConfig()
+    try:
+        return ModelConfig.from_dict(read_json(path, what="--model"))
+    except (ValueError, TypeError, KeyError) as e:  # FileError and ConfigError are ValueErrors
+        raise SystemExit(f"python -m parity.bench: --model {path}: not a valid ModelConfig JSON ({e})") from None
+
+
+def jax_step(batch: int, n_devices: int, precision: str = "fp32", model_config=None) -> Step:
     """(one step, sync, device description, memory) of the JAX trainer's own step, sharded over devices."""
     import jax
 
@@ -179,7 +194,7 @@ def jax_step(batch: int, n_devices: int, precision: str = "fp32") -> Step:
     from flax_cnn.training.step import Model, init_state, make_train_step
 
     mesh = devices.make_mesh(n_devices)
-    model = Model.split(build_model())
+    model = Model.split(build_model(model_config))
     tx = optim.adam(np.full(10_000, 1e-3), weight_decay=1e-4)
     step = make_train_step(model, tx, label_smoothing=0.1, compute_dtype=compute_dtype(precision))
     rng = np.random.default_rng(0)
@@ -208,7 +223,7 @@ def jax_step(batch: int, n_devices: int, precision: str = "fp32") -> Step:
             memory)
 
 
-def torch_step(batch: int, compiled: bool, precision: str = "fp32") -> Step:
+def torch_step(batch: int, compiled: bool, precision: str = "fp32", model_config=None) -> Step:
     """The torch trainer's step: eager or torch.compile'd forward, bf16 autocast for `precision` "bf16"."""
     import torch
     import torch.nn.functional as F
@@ -216,7 +231,7 @@ def torch_step(batch: int, compiled: bool, precision: str = "fp32") -> Step:
     import torch_ref
     from torch_ref.precision import autocast
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = torch_ref.build_model(seed=0).to(dev).train()
+    model = torch_ref.build_model(model_config, seed=0).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     fwd = torch.compile(model) if compiled else model
     g = torch.Generator().manual_seed(0)
@@ -238,13 +253,13 @@ def torch_step(batch: int, compiled: bool, precision: str = "fp32") -> Step:
     return one, sync, str(dev), memory
 
 
-def _make(framework: str, batch: int):
+def _make(framework: str, batch: int, model_config=None):
     if framework not in VARIANTS:
         raise ValueError(f"unknown framework {framework!r} ({', '.join(VARIANTS)})")
     v = VARIANTS[framework]
     if v.library == "jax":
-        return jax_step(batch, v.devices, v.precision)
-    return torch_step(batch, v.compiled, v.precision)
+        return jax_step(batch, v.devices, v.precision, model_config)
+    return torch_step(batch, v.compiled, v.precision, model_config)
 
 
 class Peaks:
@@ -286,30 +301,30 @@ def _on_gpu() -> bool:
     return jax.default_backend() == "gpu"
 
 
-def step_flops(batch: int) -> float:
-    """FLOP of one train step of the default model: 2 per forward MAC, 4 per backward MAC (input and weight)."""
+def step_flops(batch: int, model_config=None) -> float:
+    """FLOP of one train step (default model unless given): 2 per forward MAC, 4 per backward MAC (input and weight)."""
     from flax_cnn.model import analysis
     from flax_cnn.model.config import ModelConfig
 
-    return 6.0 * analysis.macs(ModelConfig()) * batch
+    return 6.0 * analysis.macs(model_config or ModelConfig()) * batch
 
 
-def add_fractions(rows: list[Row], peaks: dict[str, dict]) -> None:
+def add_fractions(rows: list[Row], peaks: dict[str, dict], model_config=None) -> None:
     """Each step row's achieved GFLOP/s and its fraction of its own framework and precision's peak."""
     for r in rows:
         if r.framework not in VARIANTS:
             continue
-        r.gflops = round(step_flops(r.batch_size) / (r.step_ms_median / 1e3) / 1e9, 3)
+        r.gflops = round(step_flops(r.batch_size, model_config) / (r.step_ms_median / 1e3) / 1e9, 3)
         name = VARIANTS[r.framework].peak
         if name in peaks:
             r.peak, r.fraction_of_peak = name, round(r.gflops / peaks[name]["gflops"], 4)
 
 
-def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = None) -> list[Row]:
+def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = None, model_config=None) -> list[Row]:
     """Compile + warm up each framework, then interleave timed repetitions (and the peak matmuls)."""
     runners = {}
     for fw in cfg.frameworks:
-        one, sync, dev, memory = _make(fw, batch)
+        one, sync, dev, memory = _make(fw, batch, model_config or load_model_config(cfg.model))
         compile_s = _timed(one, sync)
         for _ in range(cfg.warmup):
             one()
@@ -440,6 +455,7 @@ def peak_table(peaks: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     cfg = tyro.cli(BenchConfig, args=argv, prog="python -m parity.bench")
+    model_config = load_model_config(cfg.model)  # a bad file fails before anything is timed
     import jax
 
     from flax_cnn.runtime.devices import physical_cores
@@ -449,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_precision(cfg.tf32)
     info = machine(cfg)
     info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"model: {cfg.model or 'ModelConfig() (the default)'}, {step_flops(1, model_config) / 1e6:.1f} MFLOP per image and step")
     print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores, load average {info['load_average_start'][0]}; "
           f"jax {info['jax']} ({len(info['jax_devices'])} "
           f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads); "
@@ -460,9 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     timer = Peaks(cfg, [VARIANTS[f].peak for f in cfg.frameworks]) if cfg.peaks else None
     for b in cfg.batch_size:
         print(f"train step, batch {b}:")
-        rows += time_steps(cfg, b, peaks=timer)
+        rows += time_steps(cfg, b, peaks=timer, model_config=model_config)
     peak_results = timer.results() if timer else {}
-    add_fractions(rows, peak_results)
+    add_fractions(rows, peak_results, model_config)
     print(table(rows))
     print(peak_table(peak_results))
     for r in rows:
@@ -478,8 +495,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({info['cores']} cores)")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
-                                              "peaks": peak_results, "step_gflop": {b: step_flops(b) / 1e9 for b in
-                                                                                    cfg.batch_size},
+                                              "model_config": model_config.to_dict(), "peaks": peak_results,
+                                              "step_gflop": {b: step_flops(b, model_config) / 1e9 for b in cfg.batch_size},
                                               "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
     if cfg.plot:
         plot(rows, Path(cfg.plot), f"train step, {info['cpu']} ({info['isa']})")

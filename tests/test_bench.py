@@ -16,6 +16,7 @@ import pytest
 from flax_cnn.model import analysis
 from flax_cnn.model.config import ModelConfig
 from parity import bench, peaks
+from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"framework", "batch_size", "device", "step_ms_median", "step_ms_p25", "step_ms_p75", "images_per_second",
@@ -23,28 +24,29 @@ KEYS = {"framework", "batch_size", "device", "step_ms_median", "step_ms_p25", "s
 ROWS = {"jax_1dev": "jax_fp32", "torch_eager": "torch_fp32", "jax_bf16": "jax_bf16", "torch_eager_bf16": "torch_bf16"}
 
 
-def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
+def test_bench_smallest_run_writes_rows_and_memory(tmp_path, tiny_model_json):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    proc = subprocess.run([sys.executable, "-m", "parity.bench", "--batch-size", "8", "--steps", "1", "--reps", "2",
+    proc = subprocess.run([sys.executable, "-m", "parity.bench", "--model", tiny_model_json, "--batch-size", "8", "--steps", "1", "--reps", "2",
                            "--warmup", "0", "--frameworks", *ROWS, "--no-pipeline", "--peak-size", "256",
                            "--peak-steps", "1", "--json", str(out), "--plot", str(png)],
                           cwd=REPO, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     d = json.loads(out.read_text())
+    assert ModelConfig.from_dict(d["model_config"]) == TINY and f"model: {tiny_model_json}" in proc.stdout
     rows = {r["framework"]: r for r in d["rows"]}
     assert set(rows) == set(ROWS) and all(set(r) == KEYS for r in rows.values())
     # each row is judged against its own framework's and precision's matmul peak, timed in the same run
     assert set(d["peaks"]) == set(ROWS.values()) and all(p["gflops"] > 0 and p["size"] == 256 for p in d["peaks"].values())
     for fw, r in rows.items():
         assert r["peak"] == ROWS[fw] and r["precision"] == ROWS[fw].split("_")[1]
-        assert r["gflops"] == pytest.approx(6 * analysis.macs(ModelConfig()) * 8 / r["step_ms_median"] / 1e6, rel=1e-2)
+        assert r["gflops"] == pytest.approx(6 * analysis.macs(TINY) * 8 / r["step_ms_median"] / 1e6, rel=1e-2)
         assert r["fraction_of_peak"] == pytest.approx(r["gflops"] / d["peaks"][r["peak"]]["gflops"], rel=1e-2)
     assert d["machine"]["isa"] == d["machine"]["cpu_isa"] == peaks.cpu_isa() and f"({peaks.cpu_isa()})" in proc.stdout
     assert all(r["batch_size"] == 8 and r["step_ms_median"] > 0 and r["compile_s"] > 0 for r in rows.values())
     assert rows["jax_1dev"]["device"] == "1x cpu"
     # XLA's own accounting of the compiled step: the state (params + Adam moments + BN) is an argument
-    assert rows["jax_1dev"]["extra"]["xla_argument_mib"] > 3 * 193_826 * 4 / 2**20
+    assert rows["jax_1dev"]["extra"]["xla_argument_mib"] > 3 * analysis.param_count(TINY) * 4 / 2**20
     assert d["machine"]["torch_threads"] >= 1 and d["machine"]["jax"] and png.stat().st_size > 5_000
     # fresh memory per step is counted for every framework, and the allocator settings are recorded
     assert all(r["extra"]["page_faults_per_step"] >= 0 and r["extra"]["kernel_ms_per_step"] >= 0 for r in rows.values())
@@ -54,6 +56,20 @@ def test_bench_smallest_run_writes_rows_and_memory(tmp_path):
     assert all(r["extra"]["settle_ms_median"] > 0 for r in rows.values())
     assert set(d["machine"]["malloc"]) == {"glibc_tunables", "transparent_hugepage"}
     assert "vs torch_eager" in proc.stdout and "1.00x" in proc.stdout
+
+
+def test_a_bad_model_file_stops_with_one_line(tmp_path):
+    bad = tmp_path / "arch.json"
+    bad.write_text('{"blocks": 3}')
+    proc = subprocess.run([sys.executable, "-m", "parity.bench", "--model", str(bad), "--no-pipeline"], cwd=REPO,
+                          env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith(f"python -m parity.bench: --model {bad}: not a valid ModelConfig JSON (")
+
+
+def test_the_default_model_is_timed_without_model():
+    assert bench.load_model_config(None) == ModelConfig()
 
 
 def test_every_row_of_the_issue_is_a_variant_with_its_peak():
