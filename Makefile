@@ -1,6 +1,6 @@
 # The two commands of README: `make train` and `make test`. Each sets up .venv first if needed
 # (scripts/setup_env.sh: TORCH=auto|cpu|cuda|skip picks the torch build).
-#   make train DATA=../shared/data/cifar10 ARGS="--epochs 1 --train-examples 1024"
+#   make train DATA=../shared/data/cifar10 ARGS="--epochs 3 --train-examples 1024 --test-examples 512"
 #   make test            (make test-extended: the wider zoo sweep, ~10 more minutes)
 SHELL := /bin/bash
 VENV ?= .venv
