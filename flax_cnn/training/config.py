@@ -7,9 +7,10 @@ The defaults are the 15-epoch recipe for >= 85 % test accuracy with the default 
 
     python -m flax_cnn.train --data-dir ../shared/data/cifar10 --out runs/jax
 
-Measured (run "k", docs/performance.md) on CIFAR-10 (JPEG copy), each twin on one core of a
-2-vCPU AMD EPYC Zen 3 (AVX2), same initial weights: JAX 85.42 % final test accuracy, first
->= 85 % at epoch 14, 84 min; torch 85.21 %, first >= 85 % at epoch 15, 80 min. Why each value
+Measured with these defaults on CIFAR-10 (JPEG copy), each twin on one core of a 2-vCPU AMD
+EPYC Zen 5 (AVX-512), same initial weights (docs/results/recipe15/): JAX 85.28 % final test
+accuracy, first >= 85 % at epoch 14, 34 min; torch 85.08 %, first >= 85 % at epoch 15, 31 min.
+On a Zen 3 (AVX2; run "k" in docs/performance.md): 85.42 % / 85.21 %, 84 / 80 min. Why each value
 (measured at 15 epochs, docs/performance.md): AdamW 0.05 ended 0.74 pp above coupled L2 1e-4
 and 0.1 was far too strong; batch 32 was 0.8 pp below 64; a peak LR of 0.01 was 1.5-2.4 pp
 below 0.005; affine/cutout p 0.15 ended 0.67 pp below 0.25; label smoothing 0.2 was 0.54 pp
