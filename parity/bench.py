@@ -171,16 +171,18 @@ Step = tuple[Callable[[], None], Callable[[], None], str, Callable[[], dict]]
 
 
 def load_model_config(path: str | None):
-    """The ModelConfig of `--model` (default: `ModelConfig()`); one line naming the file if it is not one."""
-    from flax_cnn.model.config import ModelConfig
-    from flax_cnn.runtime.files import read_json
+    """The ModelConfig of `--model` (default: `ModelConfig()`), read as the trainers read theirs; a bad
+    file stops the benchmark with the trainers' one line."""
+    from flax_cnn.model.config import ConfigError, ModelConfig
+    from flax_cnn.runtime.faults import FileError
+    from flax_cnn.training.config import read_model_file
 
     if path is None:
         return ModelConfig()
     try:
-        return ModelConfig.from_dict(read_json(path, what="--model"))
-    except (ValueError, TypeError, KeyError) as e:  # FileError and ConfigError are ValueErrors
-        raise SystemExit(f"python -m parity.bench: --model {path}: not a valid ModelConfig JSON ({e})") from None
+        return read_model_file(path)
+    except (ConfigError, FileError) as e:
+        raise SystemExit(f"python -m parity.bench: {e}") from None
 
 
 def jax_step(batch: int, n_devices: int, precision: str = "fp32", model_config=None) -> Step:
@@ -322,9 +324,9 @@ def add_fractions(rows: list[Row], peaks: dict[str, dict], model_config=None) ->
 
 def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = None, model_config=None) -> list[Row]:
     """Compile + warm up each framework, then interleave timed repetitions (and the peak matmuls)."""
-    runners = {}
+    runners, model_config = {}, model_config or load_model_config(cfg.model)
     for fw in cfg.frameworks:
-        one, sync, dev, memory = _make(fw, batch, model_config or load_model_config(cfg.model))
+        one, sync, dev, memory = _make(fw, batch, model_config)
         compile_s = _timed(one, sync)
         for _ in range(cfg.warmup):
             one()

@@ -134,9 +134,7 @@ class TrainConfig:
     """Multi-process run: this process's index (0 writes the run directory)."""
 
     def model_config(self) -> ModelConfig:
-        from flax_cnn.runtime.files import read_json
-
-        base = ModelConfig.from_dict(read_json(self.model, what="--model")) if self.model else ModelConfig()
+        base = read_model_file(self.model) if self.model else ModelConfig()
         return base.replace(dropout=self.dropout)
 
     def replace(self, **changes) -> TrainConfig:
@@ -155,6 +153,18 @@ class TrainConfig:
     def save(self, path: Path) -> None:
         """config.json of a run: the flags, plus the resolved architecture under "model_config"."""
         path.write_text(json.dumps(dict(self.to_dict(), model_config=self.model_config().to_dict()), indent=2) + "\n")
+
+
+def read_model_file(path: str) -> ModelConfig:
+    """The ModelConfig a `--model` JSON file describes. Raises FileError (unreadable or not JSON: its
+    message names the file) or ConfigError (one line: the file and what is wrong with it)."""
+    from flax_cnn.runtime.files import read_json
+
+    d = read_json(path, what="--model")
+    try:
+        return ModelConfig.from_dict(d)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"--model {path}: not a valid ModelConfig JSON ({e})") from None
 
 
 def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
@@ -200,13 +210,6 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
         need(Path(cfg.data_dir).exists(), "data_dir", f"{cfg.data_dir} does not exist")
     if cfg.model is not None:
         need(Path(cfg.model).is_file(), "model", f"{cfg.model} is not a file")
-        from flax_cnn.runtime.faults import FileError
-
-        try:
-            cfg.model_config()
-        except FileError:
-            raise  # unreadable or not JSON: its message names the file already
-        except (ValueError, TypeError, KeyError) as e:
-            raise ConfigError(f"--model {cfg.model}: not a valid ModelConfig JSON ({e})") from None
+        cfg.model_config()
     if cfg.init_from is not None:
         need(Path(cfg.init_from).is_file(), "init_from", f"{cfg.init_from} is not a file")
