@@ -4,6 +4,11 @@
 Each family lives in its own file with its paper and its scaling-down in the docstring; every
 factory takes keyword arguments to build wider versions (`resnet18(width=64)` is the standard
 11,173,962-parameter CIFAR ResNet-18).
+
+`MODERN` is a second, opt-in zoo (tests/zoo/modern.py) of post-2016 idioms written from their
+papers: ConvNeXt, BiT, two U-Nets, ESPCN, CBAM and a GhostNet/MixConv mix. It is kept apart so
+`ZOO` stays the 17 classic families: not all of its outputs are (N, 10) (the U-Nets give
+(N, 4, 32, 32) segmentation logits, ESPCN a (N, 3, 64, 64) image; see `MODERN_OUTPUT`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tests.zoo.googlenet import googlenet
 from tests.zoo.mobilenet_v1 import mobilenet_v1
 from tests.zoo.mobilenet_v2 import mobilenet_v2
 from tests.zoo.mobilenet_v3 import mobilenet_v3_small
+from tests.zoo.modern import bit_resnet, cbam_resnet, convnext, espcn, ghost_mix, unet_bilinear, unet_transposed
 from tests.zoo.pnasnet import pnasnet
 from tests.zoo.regnet import regnet_y
 from tests.zoo.res2net import res2net
@@ -49,4 +55,26 @@ ZOO: dict[str, Callable[[], nn.Module]] = {
     "res2net": res2net,  # x.chunk(s, dim=1) into a hierarchy of 3x3 convs
     "shufflenet_v1": shufflenet_v1,  # permute/reshape shuffle, avg-pool shortcut counting padding
     "mobilenet_v3_small": mobilenet_v3_small,  # Hardswish, Hardsigmoid, nn.Dropout
+}
+
+# Opt-in: not part of ZOO, so the porter's zoo tests and the inventory's default are unchanged.
+MODERN: dict[str, Callable[[], nn.Module]] = {
+    "convnext": convnext,  # layer scale and hand-written LayerNorm parameters read in forward, drop path
+    "bit_resnet": bit_resnet,  # GroupNorm, weight-standardised Conv2d subclass calling F.conv2d
+    "unet_transposed": unet_transposed,  # ConvTranspose2d, skip concatenation, dense output
+    "unet_bilinear": unet_bilinear,  # bilinear (align_corners both ways) and nearest upsampling, reflect/replicate pad
+    "espcn": espcn,  # PixelShuffle, tanh, PReLU(C), output larger than the input
+    "cbam_resnet": cbam_resnet,  # adaptive max pool, torch.max over channels, 7x7 spatial gate
+    "ghost_mix": ghost_mix,  # InstanceNorm, BN without running stats, ELU/Mish/Softplus, pads, std, PixelUnshuffle
+}
+
+# Output shape of each MODERN model for an (N, 3, 32, 32) input, without the batch axis.
+MODERN_OUTPUT: dict[str, tuple[int, ...]] = {
+    "convnext": (10,),
+    "bit_resnet": (10,),
+    "unet_transposed": (4, 32, 32),
+    "unet_bilinear": (4, 32, 32),
+    "espcn": (3, 64, 64),
+    "cbam_resnet": (10,),
+    "ghost_mix": (10,),
 }
