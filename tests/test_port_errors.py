@@ -39,7 +39,7 @@ class WithLSTM(nn.Module):
 
 class Upsample(nn.Module):
     def forward(self, x):
-        return F.interpolate(x, scale_factor=2.0)
+        return F.interpolate(x, scale_factor=2.0, mode="bicubic")
 
 
 class WithInterpolate(nn.Module):
@@ -69,24 +69,30 @@ class WithControlFlow(nn.Module):
         return self.gate(self.stem(x))
 
 
-class WithRawParameter(nn.Module):
+class WithRawTensor(nn.Module):
+    """A plain tensor attribute (neither a parameter nor a registered buffer): it would not travel
+    with the weights, so the port refuses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = Stem()
+        self.scale = torch.ones(1, 4, 1, 1)
+
+    def forward(self, x):
+        return self.stem(x) * self.scale
+
+
+class WithParameterMutation(nn.Module):
+    """forward changes a parameter in place: state the port cannot reproduce as a pure function."""
+
     def __init__(self):
         super().__init__()
         self.stem = Stem()
         self.scale = nn.Parameter(torch.ones(1, 4, 1, 1))
 
     def forward(self, x):
+        self.scale.mul_(0.5)
         return self.stem(x) * self.scale
-
-
-class WithReflectPad(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = Stem()
-        self.conv = nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect")
-
-    def forward(self, x):
-        return self.conv(self.stem(x))
 
 
 class TrainOnlyScale(nn.Module):
@@ -118,13 +124,14 @@ X = torch.randn(1, 3, 8, 8)
 
 @pytest.mark.parametrize("model,message", [
     (WithLSTM, r"^head\.rnn \(LSTM\): unsupported module torch\.nn\.modules\.rnn\.LSTM"),
-    (WithInterpolate, r"^up \(Upsample\): unsupported op F\.interpolate"),
+    (WithInterpolate, r"^up \(Upsample\): F\.interpolate\(mode='bicubic'\) is not ported"),
     (WithControlFlow, r"^gate \(Gate\): data-dependent control flow at test_port_errors\.py:\d+: "
                       r"`if x\.mean\(\) > 0:.*`: Python takes a bool"),
-    (WithRawParameter, r"^<root> \(WithRawParameter\): reads the tensor attribute `scale` directly"),
-    (WithReflectPad, r"^conv \(Conv2d\): padding_mode='reflect'"),
+    (WithRawTensor, r"^<root> \(WithRawTensor\): reads the tensor attribute `scale`, neither a "
+                    r"parameter nor a registered buffer"),
+    (WithParameterMutation, r"^<root> \(WithParameterMutation\): Tensor\.mul_ changes `scale` in place"),
     (WithAlwaysOnDropout, r"^<root> \(WithAlwaysOnDropout\): F\.dropout\(training=True\) drops in eval mode too"),
-], ids=["lstm", "interpolate", "control-flow", "raw-parameter", "reflect-padding", "always-on-dropout"])
+], ids=["lstm", "bicubic", "control-flow", "raw-tensor", "parameter-mutation", "always-on-dropout"])
 def test_unsupported_fails_with_one_message_naming_path_and_op(model, message):
     torch.manual_seed(0)
     tm = model()

@@ -35,11 +35,13 @@ class KeyMapping:
     torch_key: str
     flax_path: tuple
     torch_shape: tuple[int, ...]
-    layout: str  # "conv" | "dense" | "copy" | "count"
+    layout: str  # "conv" | "conv_transpose" | "dense" | "copy" | "count"
 
     def to_torch(self, a: np.ndarray) -> np.ndarray:
         if self.layout == "conv":
             return np.transpose(a, _HWIO_TO_OIHW).copy()
+        if self.layout == "conv_transpose":  # (kh, kw, in, out/g) <-> torch's (in, out/g, kh, kw): self-inverse
+            return np.transpose(a, (2, 3, 0, 1)).copy()
         if self.layout == "dense":
             return a.T.copy()
         if self.layout == "count":
@@ -50,6 +52,8 @@ class KeyMapping:
         """A fresh array: JAX may alias host memory, and torch mutates its buffers in place."""
         if self.layout == "conv":
             return np.transpose(a, _OIHW_TO_HWIO).copy()
+        if self.layout == "conv_transpose":
+            return np.transpose(a, (2, 3, 0, 1)).astype(np.float32)
         if self.layout == "dense":
             return a.T.copy()
         if self.layout == "count":

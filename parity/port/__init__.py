@@ -9,10 +9,7 @@
 
 from parity.port.build import PortResult, port
 from parity.port.errors import PortError
-from parity.port.keymap import load_weights, save_weights
-from parity.port.module import PortedModule
 from parity.port.report import PortReport, PortRow
 from parity.port.supported import supported
 
-__all__ = ["PortError", "PortReport", "PortResult", "PortRow", "PortedModule", "load_weights", "port",
-           "save_weights", "supported"]
+__all__ = ["PortError", "PortReport", "PortResult", "PortRow", "port", "supported"]

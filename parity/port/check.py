@@ -45,7 +45,7 @@ def twin_pair(torch_module: torch.nn.Module, result: PortResult):
     from parity.suite.pair import TwinPair
 
     return TwinPair(torch_module, result.module, list(result.key_map), list(result.layer_pairs),
-                    list(result.dropout_pairs), [f"ported from {result.module.port_source}"],
+                    list(result.dropout_pairs), [f"ported from {result.report.model}, built from {result.source_path}"],
                     kink_probe=PortProbe(result))
 
 
@@ -101,7 +101,7 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
     batches = random_batches(input_shape, out_shape[1] if grads_ok else 2, count=inputs.count, seed=inputs.seed)
     model = torch_module
     if not inputs.own_weights:
-        calib_shape = input_shape if result.module.port_batch_size is not None else (16, *input_shape[1:])
+        calib_shape = input_shape if result.batch_size is not None else (16, *input_shape[1:])
         calib = random_batches(calib_shape, 2, count=1, seed=inputs.seed + 1)[0][0]
         model = calibrated_bn(torch_module, calib, seed=inputs.seed)
     report = run_suite(twin_pair(model, result), SuiteInputs(batches, TrainConfig(label_smoothing=0.0)),

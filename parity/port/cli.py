@@ -101,15 +101,12 @@ def run(args: PortArgs) -> int:
     if not isinstance(model, torch.nn.Module):
         raise ValueError(f"--module {args.module}: returned {type(model).__name__}, not a torch.nn.Module")
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(args.seed))
-    result = port(model, example)
-
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.save_weights(out / "model.safetensors")
+    result = port(model, example, out_dir=out)
     (out / "port_report.md").write_text(result.report.to_markdown())
     (out / "port_report.json").write_text(result.report.to_json() + "\n")
     print(f"ported {result.report.model}: {len(result.report.rows)} ops, {result.report.torch_params:,} parameters "
-          f"(torch) = {result.report.flax_params:,} (Flax); wrote {out}/model.safetensors, port_report.md")
+          f"(torch) = {result.report.flax_params:,} (Flax); wrote {out}/model.py, model.safetensors, port_report.md")
 
     from parity.suite.report import format_table, write_json
 

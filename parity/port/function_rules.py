@@ -81,10 +81,23 @@ def _cat(t: Translator, node: fx.Node) -> None:
 
 
 def _reduce(fn: str) -> Rule:
-    """mean/sum over dims: NHWC when the kept dims come out in torch's order, else on NCHW."""
+    """mean/sum/amax/amin/var/std over dims: NHWC when the kept dims come out in torch's order, else on NCHW.
+
+    var/std take torch's correction (unbiased=True: 1, the default; unbiased=False: 0)."""
     def rule(t: Translator, node: fx.Node) -> None:
         x = node.args[0]
-        dim, keepdim = arg(node, 1, "dim", None), bool(arg(node, 2, "keepdim", False))
+        dim = arg(node, 1, "dim", None)
+        extra = {}
+        if fn in ("var", "std"):
+            rest = node.args[2:]
+            unbiased = rest[0] if rest and isinstance(rest[0], bool) else node.kwargs.get("unbiased", True)
+            keepdim = bool(rest[1] if len(rest) > 1 else node.kwargs.get("keepdim", False))
+            correction = node.kwargs.get("correction", 1 if unbiased else 0)
+            if isinstance(dim, bool):  # x.std(False): the unbiased flag in dim's place
+                dim, correction = None, int(dim)
+            extra = {"correction": int(correction)}
+        else:
+            keepdim = bool(arg(node, 2, "keepdim", False))
         if node.kwargs.get("dtype") is not None:
             raise t.fail(f"{target_name(node)}(dtype=...) is not ported")
         v = t.value(x)
@@ -96,10 +109,31 @@ def _reduce(fn: str) -> Rule:
             if keepdim or kept_torch == kept_nhwc:
                 axes = tuple(sorted(NCHW_TO_NHWC_AXIS[d] for d in norm))
                 out = NHWC if keepdim else PLAIN
-                t.emit(fn, (t.tensor(x, NHWC),), {"axis": axes, "keepdims": keepdim}, layout=out,
-                       flax=f"jnp.{fn} over NHWC axes {axes}")
+                t.emit(fn, (t.tensor(x, NHWC),), {"axis": axes, "keepdims": keepdim, **extra}, layout=out,
+                       flax=f"{fn} over NHWC axes {axes}")
                 return
-        t.emit(fn, (t.tensor(x, PLAIN),), {"axis": dims, "keepdims": keepdim}, layout=PLAIN, flax=f"jnp.{fn}")
+        t.emit(fn, (t.tensor(x, PLAIN),), {"axis": dims, "keepdims": keepdim, **extra}, layout=PLAIN, flax=fn)
+    return rule
+
+
+def _max_min(fn: str) -> Rule:
+    """torch.max/min: of everything (amax), elementwise with another tensor, or along a dim ((values, indices))."""
+    reduce_all, binary_fn, along = _reduce("amax" if fn == "max" else "amin"), binary(
+        "maximum" if fn == "max" else "minimum"), f"{fn}_along"
+
+    def rule(t: Translator, node: fx.Node) -> None:
+        other = arg(node, 1, "dim", node.kwargs.get("other"))
+        if other is None:
+            return reduce_all(t, node)
+        if isinstance(other, fx.Node) and t.is_tensor(other):
+            return binary_fn(t, node)
+        x, keepdim = node.args[0], bool(arg(node, 2, "keepdim", False))
+        v, dim = t.value(x), int(other)
+        if v.rank == 4 and v.layout == NHWC and keepdim:
+            t.emit(along, (t.tensor(x, NHWC), NCHW_TO_NHWC_AXIS[dim % 4]), {"keepdims": True}, layout=NHWC,
+                   flax=f"(values, indices) along NHWC axis {NCHW_TO_NHWC_AXIS[dim % 4]}")
+        else:
+            t.emit(along, (t.tensor(x, PLAIN), dim), {"keepdims": keepdim}, layout=PLAIN, flax="(values, indices)")
     return rule
 
 
@@ -184,23 +218,6 @@ def _getitem(t: Translator, node: fx.Node) -> None:
         t.emit("getitem", (t.static(obj), t.static(idx)), layout=META, flax="indexing")
 
 
-def _pad(t: Translator, node: fx.Node) -> None:
-    x, pad = node.args[0], arg(node, 1, "pad")
-    mode, value = arg(node, 2, "mode", "constant"), arg(node, 3, "value", None)
-    if mode != "constant":
-        raise t.fail(f"F.pad(mode={mode!r}) is not ported (only 'constant')")
-    v = t.value(x)
-    pad = [int(p) for p in pad]
-    widths = [(0, 0)] * v.rank
-    for i in range(len(pad) // 2):  # torch lists the last dim first
-        widths[v.rank - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    layout = v.layout
-    if layout == NHWC:
-        widths = [widths[d] for d in (0, 2, 3, 1)]
-    t.emit("pad", (t.tensor(x, layout), tuple(widths), float(value or 0.0)), layout=layout,
-           flax="lax.pad (per side, negative crops)")
-
-
 def _dropout(t: Translator, node: fx.Node) -> None:
     x = node.args[0]
     p, training = float(arg(node, 1, "p", 0.5)), arg(node, 2, "training", True)
@@ -208,8 +225,8 @@ def _dropout(t: Translator, node: fx.Node) -> None:
     if not training:  # traced in train mode: a literal False means "never drop"
         t.emit("identity", (t.tensor(x, layout),), layout=layout, flax="identity (training=False)")
         return
-    t.emit("dropout", (t.tensor(x, layout),), {"rate": p}, layout=layout, dropout=True,
-           flax="flax_cnn.model.layers.Dropout (explicit key; the ported module's train/eval)",
+    t.emit("dropout", (t.tensor(x, layout),), {"rate": p}, layout=layout, random=True,
+           flax="dropout (explicit key, the module's train/eval; a random site a parity check replays)",
            inplace_of=_inplace(t, node))
 
 
@@ -236,14 +253,14 @@ def _pool(fn: str) -> Rule:
                   "count_include_pad": bool(arg(node, 5, "count_include_pad", True)),
                   "divisor_override": arg(node, 6, "divisor_override", None)}
         t.emit(fn, (t.tensor(x, NHWC), k, stride, padding), kw, layout=NHWC,
-               flax=f"parity.port.pooling.{fn} (torch windows)")
+               flax=f"{fn} (torch windows)")
     return rule
 
 
 def _adaptive_avg(t: Translator, node: fx.Node) -> None:
     x, size = node.args[0], adaptive_size(arg(node, 1, "output_size"))
     t.emit("adaptive_avg_pool2d", (t.tensor(x, NHWC), size), layout=NHWC,
-           flax="parity.port.pooling.adaptive_avg_pool2d (torch bins)")
+           flax="adaptive_avg_pool2d (torch bins)")
 
 
 def _softmax(fn: str) -> Rule:
@@ -333,6 +350,8 @@ def _like(kind: str, fill=None) -> Rule:
         x = node.args[0]
         layout = t.value(x).layout
         kw = {"dtype": _dtype_arg(t, node.kwargs.get("dtype"))}
+        if kind != "full":
+            kw["like"] = True
         if kind == "full":
             value = fill if fill is not None else arg(node, 1, "fill_value")
             t.emit("full_like", (t.tensor(x, layout), t.static(value)), kw, layout=layout, flax="jnp.full_like")
@@ -390,9 +409,145 @@ def _clamp(t: Translator, node: fx.Node) -> None:
            inplace_of=_inplace(t, node))
 
 
+def pad_rule(t: Translator, node) -> None:
+    """F.pad / the padding modules: constant (negative widths crop), reflect, replicate, circular."""
+    x, pad = node.args[0], arg(node, 1, "pad")
+    mode, value = arg(node, 2, "mode", "constant"), arg(node, 3, "value", None)
+    v = t.value(x)
+    pad = [int(p) for p in pad]
+    widths = [(0, 0)] * v.rank
+    for i in range(len(pad) // 2):  # torch lists the last dim first
+        widths[v.rank - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    layout = v.layout
+    if layout == NHWC:
+        widths = [widths[d] for d in (0, 2, 3, 1)]
+    if mode == "constant":
+        t.emit("pad", (t.tensor(x, layout), tuple(widths), float(value or 0.0)), layout=layout,
+               flax="lax.pad (per side, negative crops)")
+    elif mode in ("reflect", "replicate", "circular"):
+        if min(pad) < 0:
+            raise t.fail(f"F.pad(mode={mode!r}) with negative widths is not ported")
+        t.emit("pad_mode", (t.tensor(x, layout), tuple(widths), mode), layout=layout,
+               flax=f"jnp.pad ({mode}: numpy's {dict(reflect='reflect', replicate='edge', circular='wrap')[mode]})")
+    else:
+        raise t.fail(f"F.pad(mode={mode!r}) is not ported")
+
+
+def interpolate_rule(t: Translator, node) -> None:
+    """F.interpolate / nn.Upsample: nearest, nearest-exact, bilinear (both align_corners), area; the output
+    size is the traced one, and a given scale_factor enters the index rule as torch uses it."""
+    x = node.args[0]
+    mode = arg(node, 3, "mode", "nearest")
+    align = arg(node, 4, "align_corners", None)
+    scale = arg(node, 2, "scale_factor", None)
+    recompute = arg(node, 5, "recompute_scale_factor", None)
+    if arg(node, 6, "antialias", False):
+        raise t.fail("F.interpolate(antialias=True) is not ported")
+    v = t.value(x)
+    if v.rank != 4:
+        raise t.fail(f"F.interpolate on a {v.rank}-D input is not ported (4-D only)")
+    out_hw = tuple(int(s) for s in (t.node.meta["concrete"].shape[2:]))
+    scales = (None, None) if scale is None or recompute else (
+        (float(scale),) * 2 if isinstance(scale, (int, float)) else tuple(float(s) for s in scale))
+    ref = t.tensor(x, NHWC)
+    if mode == "bilinear":
+        t.note("bilinear upsampling: torch's source index ((o + 0.5) / scale - 0.5, clamped at 0; corners "
+               "with align_corners=True) and weights, not jax.image.resize")
+        t.emit("upsample_bilinear", (ref, out_hw, scales, bool(align)), layout=NHWC,
+               flax=f"upsample_bilinear (torch's index rule, align_corners={bool(align)})")
+    elif mode in ("nearest", "nearest-exact"):
+        t.emit("upsample_nearest", (ref, out_hw, scales, mode == "nearest-exact"), layout=NHWC,
+               flax=f"upsample_nearest (torch's {'half-pixel' if mode == 'nearest-exact' else 'floor'} rule)")
+    elif mode == "area":
+        t.emit("adaptive_avg_pool2d", (ref, out_hw), layout=NHWC, flax="adaptive_avg_pool2d (mode='area')")
+    else:
+        raise t.fail(f"F.interpolate(mode={mode!r}) is not ported")
+
+
+def pixel_shuffle_rule(t: Translator, node) -> None:
+    t.emit("pixel_shuffle", (t.tensor(node.args[0], NHWC), int(arg(node, 1, "upscale_factor"))), layout=NHWC,
+           flax="pixel_shuffle (torch's channel order)")
+
+
+def pixel_unshuffle_rule(t: Translator, node) -> None:
+    t.emit("pixel_unshuffle", (t.tensor(node.args[0], NHWC), int(arg(node, 1, "downscale_factor"))), layout=NHWC,
+           flax="pixel_unshuffle (torch's channel order)")
+
+
+def _conv2d(t: Translator, node: fx.Node) -> None:
+    """F.conv2d with a weight computed in forward (weight standardisation): the weight stays OIHW."""
+    x, w = node.args[0], arg(node, 1, "weight")
+    bias = arg(node, 2, "bias", None)
+    stride, padding = _pair(arg(node, 3, "stride", 1)), arg(node, 4, "padding", 0)
+    dilation, groups = _pair(arg(node, 5, "dilation", 1)), int(arg(node, 6, "groups", 1))
+    kh, kw = t.value(w).shape[2:]
+    if padding == "valid":
+        pads = ((0, 0), (0, 0))
+    elif padding == "same":
+        pads = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip((kh, kw), dilation))
+    else:
+        ph, pw = _pair(padding)
+        pads = ((ph, ph), (pw, pw))
+    b = t.tensor(bias, PLAIN) if isinstance(bias, fx.Node) else None
+    t.emit("conv2d", (t.tensor(x, NHWC), t.tensor(w, PLAIN), b, stride, pads, dilation, groups), layout=NHWC,
+           flax="conv2d (a kernel computed in forward, OIHW -> HWIO per call)")
+
+
+def _layer_norm(t: Translator, node: fx.Node) -> None:
+    x, shape = node.args[0], arg(node, 1, "normalized_shape")
+    w, b, eps = arg(node, 2, "weight", None), arg(node, 3, "bias", None), float(arg(node, 4, "eps", 1e-5))
+    refs = tuple(t.tensor(a, PLAIN) if isinstance(a, fx.Node) else None for a in (w, b))
+    t.emit("layer_norm", (t.tensor(x, PLAIN), len(tuple(shape)), *refs, eps), layout=PLAIN,
+           flax="layer_norm (biased variance, last dims)")
+
+
+def _group_norm(t: Translator, node: fx.Node) -> None:
+    x, groups = node.args[0], int(arg(node, 1, "num_groups"))
+    w, b, eps = arg(node, 2, "weight", None), arg(node, 3, "bias", None), float(arg(node, 4, "eps", 1e-5))
+    refs = tuple(t.tensor(a, PLAIN) if isinstance(a, fx.Node) else None for a in (w, b))
+    t.emit("group_norm", (t.tensor(x, NHWC), groups, *refs, eps), layout=NHWC, flax="group_norm (biased variance)")
+
+
+def _prelu(t: Translator, node: fx.Node) -> None:
+    x, w = node.args[0], arg(node, 1, "weight")
+    layout = t.value(x).layout
+    t.emit("prelu", (t.tensor(x, layout), t.tensor(w, PLAIN)), {"nhwc": layout == NHWC}, layout=layout,
+           flax="prelu (a slope per channel)")
+
+
+def _adaptive_max(t: Translator, node: fx.Node) -> None:
+    if arg(node, 2, "return_indices", False):
+        raise t.fail("F.adaptive_max_pool2d(return_indices=True) is not ported")
+    x, size = node.args[0], adaptive_size(arg(node, 1, "output_size"))
+    t.emit("adaptive_max_pool2d", (t.tensor(x, NHWC), size), layout=NHWC, flax="adaptive_max_pool2d (torch bins)")
+
+
+def _where(t: Translator, node: fx.Node) -> None:
+    c, a, b = node.args[:3]
+    tensors = [v for v in (c, a, b) if t.is_tensor(v)]
+    layout = NHWC if {t.value(v).rank for v in tensors} == {4} else PLAIN
+    refs = tuple(t.tensor(v, layout) if t.is_tensor(v) else t.static(v) for v in (c, a, b))
+    t.emit("where", refs, layout=layout, flax="jnp.where")
+
+
+def _stack(t: Translator, node: fx.Node) -> None:
+    xs, dim = arg(node, 0, "tensors"), arg(node, 1, "dim", 0)
+    t.emit("stack", (tuple(t.tensor(x, PLAIN) for x in xs),), {"axis": int(dim)}, layout=PLAIN, flax="jnp.stack")
+
+
+def _linear_fn(t: Translator, node: fx.Node) -> None:
+    x, w, b = node.args[0], arg(node, 1, "weight"), arg(node, 2, "bias", None)
+    refs = (t.tensor(x, PLAIN), t.tensor(w, PLAIN), t.tensor(b, PLAIN) if isinstance(b, fx.Node) else None)
+    t.emit("linear", refs, layout=PLAIN, flax="x @ weight.T + bias")
+
+
+_ELEMENTWISE = ("sqrt", "rsqrt", "exp", "log", "abs", "floor", "ceil", "round", "erf", "square", "reciprocal")
+
 _ACT = {
     "relu": (), "relu6": (), "silu": (), "sigmoid": (), "tanh": (), "hardswish": (), "hardsigmoid": (),
     "leaky_relu": (("negative_slope", 1, 0.01),), "gelu": (("approximate", 1, "none"),),
+    "elu": (("alpha", 1, 1.0),), "softplus": (("beta", 1, 1.0), ("threshold", 2, 20.0)), "mish": (),
+    "hardtanh": (("min_val", 1, -1.0), ("max_val", 2, 1.0)),
 }
 
 FUNCTION_RULES: dict[object, Rule] = {
@@ -420,11 +575,22 @@ FUNCTION_RULES: dict[object, Rule] = {
     torch.mean: _reduce("mean"), torch.sum: _reduce("sum"),
     torch.permute: _plain("permute", ("dims",)), torch.transpose: _plain("transpose", ("dim0", "dim1")),
     operator.getitem: _getitem, builtins.getattr: _getattr,
-    F.pad: _pad, F.dropout: _dropout,
+    F.pad: pad_rule, F.dropout: _dropout,
     F.max_pool2d: _pool("max_pool2d"), F.avg_pool2d: _pool("avg_pool2d"), F.adaptive_avg_pool2d: _adaptive_avg,
     F.softmax: _softmax("softmax"), torch.softmax: _softmax("softmax"),
     torch.squeeze: _plain("squeeze", ("dim",)), torch.unsqueeze: _plain("unsqueeze", ("dim",)),
     F.log_softmax: _softmax("log_softmax"), torch.log_softmax: _softmax("log_softmax"),
+    F.elu: unary("elu", _ACT["elu"]), F.mish: unary("mish"), F.softplus: unary("softplus", _ACT["softplus"]),
+    F.hardtanh: unary("hardtanh", _ACT["hardtanh"]), F.prelu: _prelu,
+    **{getattr(torch, n): unary(n) for n in _ELEMENTWISE if hasattr(torch, n)},
+    torch.pow: binary("pow"), torch.maximum: binary("maximum"), torch.minimum: binary("minimum"),
+    torch.matmul: binary("matmul"), operator.matmul: binary("matmul"),
+    torch.max: _max_min("max"), torch.min: _max_min("min"), torch.amax: _reduce("amax"), torch.amin: _reduce("amin"),
+    torch.var: _reduce("var"), torch.std: _reduce("std"), torch.where: _where, torch.stack: _stack,
+    F.conv2d: _conv2d, F.layer_norm: _layer_norm, F.group_norm: _group_norm, F.linear: _linear_fn,
+    F.interpolate: interpolate_rule, F.upsample: interpolate_rule, F.pixel_shuffle: pixel_shuffle_rule,
+    F.pixel_unshuffle: pixel_unshuffle_rule, torch.pixel_shuffle: pixel_shuffle_rule,
+    torch.pixel_unshuffle: pixel_unshuffle_rule, F.adaptive_max_pool2d: _adaptive_max,
 }
 
 METHOD_RULES: dict[str, Rule] = {
@@ -443,7 +609,12 @@ METHOD_RULES: dict[str, Rule] = {
     "permute": _plain("permute", ("dims",)), "transpose": _plain("transpose", ("dim0", "dim1")),
     "contiguous": _same("identity"), "clone": _same("identity"), "detach": _same("stop_gradient"),
     "softmax": _softmax("softmax"), "log_softmax": _softmax("log_softmax"),
+    **{n: unary(n) for n in _ELEMENTWISE}, **{n + "_": unary(n) for n in _ELEMENTWISE},
+    "pow": binary("pow"), "pow_": binary("pow"), "matmul": binary("matmul"), "maximum": binary("maximum"),
+    "minimum": binary("minimum"), "max": _max_min("max"), "min": _max_min("min"), "amax": _reduce("amax"),
+    "amin": _reduce("amin"), "var": _reduce("var"), "std": _reduce("std"),
 }
+softmax_rule = _softmax
 
 
 def translate_call(t: Translator, node: fx.Node) -> None:

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import fx
 
-from parity.port import layers as pl
 from parity.port.program import NHWC, Op, Ref
 from parity.suite.masks import PATCHED
 
@@ -40,12 +39,16 @@ class KinkSite:
     pool: tuple | None = None
 
 
-def _pool_config(op: Op, module) -> tuple | None:
+_ACTIVATION_KINKS = {"jax.nn.relu": "relu", "jax.nn.relu6": "relu6", "leaky_relu": "leaky_relu",
+                     "jax.nn.hard_swish": "hardswish", "hardsigmoid": "hardsigmoid", "hardtanh": "hardtanh"}
+
+
+def _pool_config(op: Op, layers: dict) -> tuple | None:
     if op.kind == "module":
-        layer = pl.child(module, op.target)
-        if not isinstance(layer, pl.MaxPool2d):
+        spec = layers.get(op.target)
+        if spec is None or spec.cls != "MaxPool2d":
             return None
-        return layer.kernel, layer.stride, layer.pad, layer.dilation, layer.ceil_mode
+        return tuple(spec.args)  # kernel, stride, padding, dilation, ceil_mode
     if op.kind != "max_pool2d":
         return None
     kw = dict(op.kwargs)
@@ -53,18 +56,21 @@ def _pool_config(op: Op, module) -> tuple | None:
     return None if any(isinstance(a, Ref) for a in config) else config  # a kernel read off a traced size
 
 
-def _site(op: Op, module) -> KinkSite | None:
+def _site(op: Op, layers: dict) -> KinkSite | None:
     if not op.args or not isinstance(op.args[0], Ref):
         return None
-    pool = _pool_config(op, module)
+    pool = _pool_config(op, layers)
     if pool is not None:
         return KinkSite(op.out, op.args[0].name, (), True, pool)
-    fn = op.kind
+    fn, opts = op.kind, dict(op.kwargs)
     if op.kind == "module":
-        layer = pl.child(module, op.target)
-        fn = layer.fn if isinstance(layer, pl.Activation) else None
+        spec = layers.get(op.target)
+        fn = _ACTIVATION_KINKS.get(spec.fn) if spec is not None and spec.cls == "Activation" else None
+        opts = dict(spec.kwargs) if spec is not None else {}
     if op.kind == "clamp":
         points = tuple(float(b) for b in op.args[1:3] if isinstance(b, (int, float)))
+    elif fn == "hardtanh":
+        points = (float(opts.get("min_val", -1.0)), float(opts.get("max_val", 1.0)))
     else:
         points = KINK_POINTS.get(fn, ())
     return KinkSite(op.out, op.args[0].name, points, op.layout == NHWC) if points else None
@@ -90,8 +96,8 @@ class PortProbe:
 
     def __init__(self, result) -> None:
         self.graph = result.graph_module.graph
-        module = result.module
-        self.sites = [s for s in (_site(op, module) for op in module.port_program.ops) if s is not None]
+        self.names = result.names
+        self.sites = [s for s in (_site(op, result.layers) for op in result.program.ops) if s is not None]
 
     def torch_inputs(self, torch_model: torch.nn.Module, x_nchw: np.ndarray, dtype: str) -> dict[str, np.ndarray]:
         """{kink op: its input} of `torch_model` (train mode, as it is) run through the traced graph."""
@@ -115,12 +121,13 @@ class PortProbe:
                 for s in self.sites if s.op in seen}
 
     def flax_inputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """{kink op: its input} from the program values `PortedModule.values` returned."""
-        return {s.op: values[s.input] for s in self.sites if s.input in values}
+        """{kink op: its input} from the emitted forward's locals (`parity.port.values.forward_locals`)."""
+        return {s.op: values[self.names[s.input]] for s in self.sites if self.names[s.input] in values}
 
     @property
     def value_names(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.input for s in self.sites))
+        """The emitted forward's local variable names that hold the kink ops' inputs."""
+        return tuple(dict.fromkeys(self.names[s.input] for s in self.sites))
 
     def flips(self, exact: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, int]:
         """Per kink op: entries whose float32 input lies on the other side of a kink than the exact one.

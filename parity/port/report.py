@@ -30,6 +30,8 @@ class PortReport:
     tensors: int
     """Keys in the key map (= the torch state_dict)."""
     notes: tuple[str, ...] = ()
+    unused: tuple[str, ...] = ()
+    """state_dict keys no ported op reads (kept in the weights)."""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,7 +18,7 @@ class Supported:
 
 def supported() -> Supported:
     from parity.port.function_rules import FUNCTION_RULES, METHOD_RULES
-    from parity.port.module_rules import MODULE_RULES
+    from parity.port.module_rules import module_rules
 
     def fname(f) -> str:
         mod, name = getattr(f, "__module__", "") or "", getattr(f, "__name__", str(f))
@@ -26,5 +26,5 @@ def supported() -> Supported:
                   "operator." if mod in ("_operator", "operator") else "" if mod == "builtins" else "torch.")
         return prefix + name
 
-    return Supported(tuple(f"nn.{c.__name__}" for c in MODULE_RULES),
+    return Supported(tuple(f"nn.{c.__name__}" for c in module_rules()),
                      tuple(sorted({fname(f) for f in FUNCTION_RULES})), tuple(sorted(METHOD_RULES)))

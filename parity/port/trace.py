@@ -23,6 +23,7 @@ import copy
 import functools
 import operator
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -53,6 +54,20 @@ def user_frame(exc: BaseException | None = None) -> str:
         return ""
     f = frames[-1]
     return f" at {os.path.basename(f.filename)}:{f.lineno}: `{(f.line or '').strip()}`"
+
+
+def user_line(node: fx.Node) -> str:
+    """`file:line` of the innermost user frame that made `node` (from its recorded stack trace)."""
+    lines = (node.stack_trace or "").splitlines()
+    found = ""
+    for line in lines:
+        m = _FRAME.match(line.strip())
+        if m and not m.group(1).startswith((_TORCH_DIR, _PORT_DIR)):
+            found = f"{os.path.basename(m.group(1))}:{m.group(2)}"
+    return found
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
 
 class ConcreteProxy(fx.Proxy):
@@ -98,6 +113,7 @@ class _Tracer(fx.Tracer):
     def __init__(self, root: torch.nn.Module, example: torch.Tensor):
         super().__init__()
         self.user_root, self.example = root, example
+        self.record_stack_traces = True  # each node's user source line, for the emitted model's comments
         self.specialized: list[Specialization] = []
 
     def proxy(self, node: fx.Node) -> ConcreteProxy:

@@ -104,6 +104,7 @@ class Translator:
         self.converted: dict[tuple[str, str], Value] = {}
         # torch module path -> NNX layer; shared by the train- and eval-mode translations of one port
         self.layers: dict[str, Any] = {} if layers is None else layers
+        self.params: dict[str, Any] = {}  # torch path -> emit.Param: tensors forward reads directly
         self.counted: set[str] = set()  # module paths whose parameters a report row already counts
         self.rows: list[PortRow] = []
         self.notes: list[str] = []
@@ -178,6 +179,9 @@ class Translator:
         `dropout`: the op takes a fold of the call's key; `random`: it is also a random site a parity
         check can feed fixed values (functional dropout, rand, bernoulli), numbered in program order."""
         node = self.node
+        if isinstance(inplace_of, fx.Node) and inplace_of.op == "get_attr":
+            raise self.fail(f"{target_name(node)} changes `{inplace_of.target}` in place: forward mutating a "
+                            "parameter or buffer is not ported")
         index = rindex = -1
         if dropout or random:
             index, self.dropouts = self.dropouts, self.dropouts + 1

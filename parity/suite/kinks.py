@@ -57,7 +57,9 @@ class KinkProbe(Protocol):
 
 
 def _values(m, x, names):
-    return m.values(x, names)
+    from parity.port.values import forward_locals  # a ported model's forward: its locals are the program values
+
+    return forward_locals(m, x, names)
 
 
 _flax_values = module_jit(_values)

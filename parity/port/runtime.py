@@ -1,0 +1,731 @@
+"""The torch-exact building blocks of a ported model: `parity.port.emit` copies the ones a model uses
+into its `model.py`, so the file runs with numpy, jax, flax and safetensors alone.
+
+Self-contained on purpose: this file imports nothing but the standard library, numpy, jax and flax,
+and each definition refers only to names defined here, so any subset with its dependencies is a
+working module. Arrays are NHWC where torch's are NCHW (4-D values); everything else is in
+torch's own dim order. Parity traps are named where they are handled.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+
+# --- layout -------------------------------------------------------------------------------------
+
+def to_nhwc(x):
+    return jnp.transpose(x, (0, 2, 3, 1))
+
+
+def to_nchw(x):
+    return jnp.transpose(x, (0, 3, 1, 2))
+
+
+def torch_size(x, dim=None, *, nhwc=False):
+    """`x.size(dim)` as torch sees it: (N, C, H, W) for an array stored NHWC."""
+    s = tuple(x.shape)
+    s = (s[0], s[3], s[1], s[2]) if nhwc else s
+    return s if dim is None else s[dim]
+
+
+def fold_in(key, i):
+    """The key of random site `i`: one fold of the call's key each (None stays None: eval mode)."""
+    return None if key is None else jax.random.fold_in(key, i)
+
+
+# --- shape ops (torch semantics, torch dim order) ------------------------------------------------
+
+def flatten(x, start_dim=0, end_dim=-1):
+    nd = x.ndim
+    if nd == 0:
+        return x.reshape(1)
+    s, e = start_dim % nd, end_dim % nd
+    return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+
+
+def reshape(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return jnp.reshape(x, shape)
+
+
+def permute(x, *dims):
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    return jnp.transpose(x, dims)
+
+
+def squeeze(x, dim=None):
+    """torch.squeeze: drops size-1 dims (only `dim`'s, if it is size 1); never an error."""
+    if dim is None:
+        return jnp.squeeze(x)
+    return jnp.squeeze(x, axis=dim) if x.shape[dim] == 1 else x
+
+
+def chunk(x, chunks, *, axis):
+    """torch.chunk: pieces of ceil(n / chunks) along `axis`, the last one smaller (maybe fewer pieces)."""
+    n = x.shape[axis]
+    step = -(-n // int(chunks))
+    return tuple(lax.slice_in_dim(x, i, min(i + step, n), axis=axis) for i in range(0, n, step))
+
+
+def split(x, sizes, *, axis):
+    """torch.split: pieces of `sizes` (an int: equal pieces, the last one smaller) along `axis`."""
+    n = x.shape[axis]
+    if isinstance(sizes, int):
+        sizes = [min(sizes, n - i) for i in range(0, n, sizes)]
+    bounds = np.cumsum([0, *[int(s) for s in sizes]])
+    return tuple(lax.slice_in_dim(x, int(a), int(b), axis=axis) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def cast(x, to=None):
+    """A dtype cast: `to` is a dtype (name), an array whose dtype to take, or None (a device move)."""
+    if to is None:
+        return x
+    return x.astype(to.dtype if hasattr(to, "dtype") else to)
+
+
+def pad(x, widths, value=0.0):
+    """Constant padding per axis; negative widths crop, as in torch's F.pad."""
+    return lax.pad(x, jnp.asarray(value, x.dtype), [(lo, hi, 0) for lo, hi in widths])
+
+
+def pad_mode(x, widths, mode):
+    """F.pad's reflect / replicate / circular per axis (torch's names; numpy's 'reflect' is torch's
+    reflect: the edge is not repeated; torch's replicate is numpy's 'edge', circular is 'wrap')."""
+    np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    return jnp.pad(x, widths, mode=np_mode)
+
+
+def pixel_shuffle(x, r):
+    """NHWC pixel shuffle with torch's channel order: input channel c*r*r + i*r + j goes to (h*r+i, w*r+j, c)."""
+    n, h, w, c = x.shape
+    oc = c // (r * r)
+    x = x.reshape(n, h, w, oc, r, r)
+    return x.transpose(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, oc)
+
+
+def pixel_unshuffle(x, r):
+    """The inverse of `pixel_shuffle`: output channel c*r*r + i*r + j holds (h*r+i, w*r+j, c)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // r, r, w // r, r, c)
+    return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, h // r, w // r, c * r * r)
+
+
+# --- elementwise (torch definitions) -------------------------------------------------------------
+
+def gelu(x, approximate="none"):
+    """torch's GELU: exact erf unless approximate='tanh'."""
+    return jax.nn.gelu(x, approximate=approximate == "tanh")
+
+
+def leaky_relu(x, negative_slope=0.01):
+    return jnp.where(x > 0, x, x * negative_slope)
+
+
+def elu(x, alpha=1.0):
+    return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """torch's softplus: log1p(exp(beta x)) / beta, linear where beta x > threshold."""
+    bx = x * beta
+    return jnp.where(bx > threshold, x, jnp.log1p(jnp.exp(jnp.minimum(bx, threshold))) / beta)
+
+
+def mish(x):
+    return x * jnp.tanh(softplus(x))
+
+
+def prelu(x, weight, *, nhwc):
+    """PReLU with one slope or one per channel (torch's dim 1: the last axis of an NHWC array)."""
+    w = weight.astype(x.dtype)
+    if w.size > 1 and x.ndim >= 2:
+        w = w.reshape((1,) * (x.ndim - 1) + (-1,)) if nhwc else w.reshape((1, -1) + (1,) * (x.ndim - 2))
+    return jnp.where(x >= 0, x, w * x)
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0):
+    return jnp.clip(x, min_val, max_val)
+
+
+_FLOAT32_SIXTH = float(np.float32(1.0) / np.float32(6.0))
+
+
+@jax.custom_vjp
+def hardsigmoid(x):
+    return jax.nn.relu6(x + 3.0) / 6.0
+
+
+def _hardsigmoid_fwd(x):
+    return hardsigmoid(x), x
+
+
+def _hardsigmoid_bwd(x, g):
+    """Parity trap: torch's hardsigmoid backward multiplies by 1/6 *rounded to float32* in every
+    dtype (torch 2.13, float64: d/dx = 0.1666666716337204), and is 0 at x = ±3."""
+    sixth = jnp.asarray(_FLOAT32_SIXTH, g.dtype)
+    return (jnp.where((x > -3.0) & (x < 3.0), g * sixth, jnp.zeros_like(g)),)
+
+
+hardsigmoid.defvjp(_hardsigmoid_fwd, _hardsigmoid_bwd)
+
+
+def add(a, b, alpha=1):
+    return a + b * alpha
+
+
+def sub(a, b, alpha=1):
+    return a - b * alpha
+
+
+def where(cond, a, b):
+    return jnp.where(cond, a, b)
+
+
+# --- reductions ----------------------------------------------------------------------------------
+
+def var(x, axis=None, correction=1, keepdims=False):
+    """torch.var / std's variance: divides by n - correction (unbiased by default)."""
+    n = x.size if axis is None else math.prod(x.shape[a] for a in ((axis,) if isinstance(axis, int) else axis))
+    mean = jnp.mean(x, axis=axis, keepdims=True)
+    return jnp.sum(jnp.square(x - mean), axis=axis, keepdims=keepdims) / max(n - correction, 0)
+
+
+def std(x, axis=None, correction=1, keepdims=False):
+    return jnp.sqrt(var(x, axis, correction, keepdims))
+
+
+def amax(x, axis=None, keepdims=False):
+    return jnp.max(x, axis=axis, keepdims=keepdims)
+
+
+def max_along(x, axis, keepdims=False):
+    """torch.max(x, dim): (values, indices)."""
+    return jnp.max(x, axis=axis, keepdims=keepdims), jnp.argmax(x, axis=axis, keepdims=keepdims)
+
+
+def min_along(x, axis, keepdims=False):
+    return jnp.min(x, axis=axis, keepdims=keepdims), jnp.argmin(x, axis=axis, keepdims=keepdims)
+
+
+# --- pooling (torch windows, NHWC) ---------------------------------------------------------------
+
+def _pair(v):
+    """An int or a pair as (h, w): a kernel read from a traced size arrives as a plain int."""
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def pool_out_size(size, k, stride, pad, dilation, ceil_mode):
+    """torch's pooling output length along one dim (ceil_mode's last window must start inside)."""
+    num = size + 2 * pad - dilation * (k - 1) - 1
+    if not ceil_mode:
+        return num // stride + 1
+    out = -(-num // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _window_pads(size, k, stride, pad, dilation, ceil_mode):
+    """(low, high) padding for reduce_window so it yields exactly torch's windows."""
+    out = pool_out_size(size, k, stride, pad, dilation, ceil_mode)
+    high = (out - 1) * stride + dilation * (k - 1) + 1 - size - pad
+    return pad, max(high, 0)
+
+
+def max_pool2d(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
+    """torch's max pool: -inf padding, torch's window count."""
+    kernel, stride, padding, dilation = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    pads = [_window_pads(x.shape[1 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode) for i in (0, 1)]
+    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, *kernel, 1), (1, *stride, 1),
+                             ((0, 0), pads[0], pads[1], (0, 0)), window_dilation=(1, *dilation, 1))
+
+
+def _divisors(size, k, stride, pad, ceil_mode, count_include_pad):
+    n = pool_out_size(size, k, stride, pad, 1, ceil_mode)
+    out = np.empty(n, np.float64)
+    for o in range(n):
+        start = o * stride - pad
+        end = min(start + k, size + pad)
+        out[o] = (end - start) if count_include_pad else (min(end, size) - max(start, 0))
+    return out
+
+
+def avg_pool2d(x, kernel, stride, padding, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """torch's average pool: its divisors at the borders (count_include_pad, ceil_mode's clipped window)."""
+    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
+    pads = [_window_pads(x.shape[1 + i], kernel[i], stride[i], padding[i], 1, ceil_mode) for i in (0, 1)]
+    total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, *kernel, 1), (1, *stride, 1),
+                              ((0, 0), pads[0], pads[1], (0, 0)))
+    if divisor_override:
+        return total / jnp.asarray(divisor_override, x.dtype)
+    rows = _divisors(x.shape[1], kernel[0], stride[0], padding[0], ceil_mode, count_include_pad)
+    cols = _divisors(x.shape[2], kernel[1], stride[1], padding[1], ceil_mode, count_include_pad)
+    div = np.outer(rows, cols).astype(np.float32)
+    if np.all(div == div.flat[0]):
+        return total / jnp.asarray(div.flat[0], x.dtype)
+    return total / jnp.asarray(div, x.dtype)[None, :, :, None]
+
+
+def _bins(size, out):
+    return [(i * size // out, math.ceil((i + 1) * size / out)) for i in range(out)]
+
+
+def _adaptive(x, output_size, reduce):
+    n, h, w, c = x.shape
+    oh = h if output_size[0] is None else output_size[0]
+    ow = w if output_size[1] is None else output_size[1]
+    if h % oh == 0 and w % ow == 0:
+        return reduce(x.reshape(n, oh, h // oh, ow, w // ow, c), axis=(2, 4))
+    rows = [jnp.stack([reduce(x[:, r0:r1, c0:c1, :], axis=(1, 2)) for c0, c1 in _bins(w, ow)], axis=1)
+            for r0, r1 in _bins(h, oh)]
+    return jnp.stack(rows, axis=1)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """torch's adaptive bins: [floor(i*H/out), ceil((i+1)*H/out)); a reshape-mean when out divides H."""
+    return _adaptive(x, _size2(output_size), jnp.mean)
+
+
+def adaptive_max_pool2d(x, output_size):
+    return _adaptive(x, _size2(output_size), jnp.max)
+
+
+def _size2(size):
+    return (size, size) if isinstance(size, int) or size is None else (size[0], size[1])
+
+
+# --- resampling (torch's index rules) ------------------------------------------------------------
+
+def _source_index(out, size, scale, align_corners):
+    """Source coordinate of each output pixel along one axis, as F.interpolate computes it.
+
+    Parity trap: align_corners=False uses the half-pixel rule (o + 0.5) / s - 0.5 clamped at 0, with
+    s the given scale_factor when there is one (torch uses 1/scale_factor, not in/out); True maps
+    the corners: o * (in - 1) / (out - 1)."""
+    o = np.arange(out, dtype=np.float64)
+    if align_corners:
+        return o * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+    ratio = 1.0 / scale if scale else size / out
+    return np.maximum((o + 0.5) * ratio - 0.5, 0.0)
+
+
+def _linear_weights(out, size, scale, align_corners):
+    src = _source_index(out, size, scale, align_corners)
+    lo = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    hi = np.minimum(lo + 1, size - 1)
+    frac = src - lo
+    return lo, hi, frac
+
+
+def upsample_bilinear(x, out_hw, scale=(None, None), align_corners=False):
+    """F.interpolate(mode='bilinear', antialias=False) on NHWC: torch's source indices and weights, so
+    it agrees at the borders and when downsampling (jax.image.resize does neither the same way)."""
+    for axis, (o, s) in zip((1, 2), zip(out_hw, scale)):
+        lo, hi, frac = _linear_weights(o, x.shape[axis], s, align_corners)
+        x = _lerp(jnp.take(x, lo, axis=axis), jnp.take(x, hi, axis=axis), jnp.asarray(frac, x.dtype), axis)
+    return x
+
+
+def _lerp(a, b, f, axis):
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    f = f.reshape(shape)
+    return a * (1 - f) + b * f
+
+
+def upsample_nearest(x, out_hw, scale=(None, None), exact=False):
+    """F.interpolate(mode='nearest'): source floor(o * in / out) (or floor(o / scale) with a scale);
+    'nearest-exact' rounds half-pixel centres instead."""
+    for axis, (o, s) in zip((1, 2), zip(out_hw, scale)):
+        size = x.shape[axis]
+        ratio = 1.0 / s if s else size / o
+        idx = np.arange(o, dtype=np.float32)  # torch computes the index in float32
+        src = np.floor((idx + np.float32(0.5)) * np.float32(ratio)) if exact else np.floor(idx * np.float32(ratio))
+        x = jnp.take(x, np.minimum(src.astype(np.int64), size - 1), axis=axis)
+    return x
+
+
+# --- functional layers (weights computed in forward) ---------------------------------------------
+
+def layer_norm(x, n_dims, weight=None, bias=None, eps=1e-5):
+    """F.layer_norm over the last `n_dims` dims (torch's order): biased variance, eps inside the root."""
+    axes = tuple(range(-n_dims, 0))
+    mean = x.mean(axis=axes, keepdims=True)
+    y = (x - mean) * lax.rsqrt(jnp.square(x - mean).mean(axis=axes, keepdims=True) + eps)
+    y = y if weight is None else y * weight.astype(y.dtype)
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+def group_norm(x, groups, weight=None, bias=None, eps=1e-5):
+    """F.group_norm on NHWC: channel c is in group c // (C / groups), as torch splits dim 1."""
+    n, h, w, c = x.shape
+    g = x.reshape(n, h, w, groups, c // groups)
+    mean = g.mean(axis=(1, 2, 4), keepdims=True)
+    var = jnp.square(g - mean).mean(axis=(1, 2, 4), keepdims=True)
+    y = ((g - mean) * lax.rsqrt(var + eps)).reshape(n, h, w, c)
+    y = y if weight is None else y * weight.astype(y.dtype)
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+def linear(x, weight, bias=None):
+    """F.linear: torch's (out, in) weight as the program holds it."""
+    y = x @ weight.astype(x.dtype).T
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+# --- layers -------------------------------------------------------------------------------------
+
+class Buffer(nnx.Variable):
+    """A torch buffer read directly in forward: state, neither trained nor a BatchNorm statistic."""
+
+
+class Unused(nnx.Variable):
+    """A tensor of a torch module the forward never calls: kept so the weights round-trip, never read."""
+
+
+class Scope(nnx.Module):
+    """A torch container (Sequential, a block): its children under their torch names."""
+
+    def __init__(self, **children):
+        for name, child in children.items():
+            setattr(self, name, child)
+
+    def __getitem__(self, name):
+        return getattr(self, str(name))
+
+
+class Conv2d(nnx.Module):
+    """torch Conv2d on NHWC: kernel HWIO (torch's OIHW transposed (2, 3, 1, 0)), explicit per-side
+    padding (parity trap: XLA's 'SAME' pads a stride-2 conv (0, 1), torch pads both sides)."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, *, stride=(1, 1), dilation=(1, 1), padding=((0, 0), (0, 0)),
+                 groups=1, bias=True, padding_mode="zeros"):
+        self.kernel = nnx.Param(jnp.zeros((*kernel_size, in_ch // groups, out_ch), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32)) if bias else None
+        self.stride, self.dilation, self.padding, self.groups = stride, dilation, padding, groups
+        self.padding_mode = padding_mode
+
+    def __call__(self, x):
+        pads = self.padding
+        if self.padding_mode != "zeros":  # reflect / replicate / circular: pad first, then a valid conv
+            x = pad_mode(x, ((0, 0), pads[0], pads[1], (0, 0)), self.padding_mode)
+            pads = ((0, 0), (0, 0))
+        y = lax.conv_general_dilated(x, self.kernel.get_value().astype(x.dtype), self.stride, pads,
+                                     rhs_dilation=self.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     feature_group_count=self.groups)
+        return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+
+
+def conv2d(x, kernel, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+    """F.conv2d with a kernel computed in forward (torch's OIHW value, as the program holds it)."""
+    w = jnp.transpose(kernel, (2, 3, 1, 0)).astype(x.dtype)
+    y = lax.conv_general_dilated(x, w, _pair(stride), padding, rhs_dilation=_pair(dilation),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    return y if bias is None else y + bias.astype(y.dtype)
+
+
+class ConvTranspose2d(nnx.Module):
+    """torch ConvTranspose2d on NHWC, as the gradient of a conv: the input dilated by the stride, padded
+    by dilation*(k-1) - padding (plus output_padding at the end), convolved with the kernel flipped.
+
+    Parity trap: torch's weight is (in, out/groups, kh, kw); it is stored here as (kh, kw, in, out/groups)
+    and regrouped to HWIO (kh, kw, in/groups, out) per call."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, *, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                 dilation=(1, 1), groups=1, bias=True):
+        self.kernel = nnx.Param(jnp.zeros((*kernel_size, in_ch, out_ch // groups), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32)) if bias else None
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.dilation, self.groups = dilation, groups
+
+    def __call__(self, x):
+        w = self.kernel.get_value().astype(x.dtype)
+        kh, kw, cin, cpg = w.shape
+        g = self.groups
+        w = w.reshape(kh, kw, g, cin // g, cpg).transpose(0, 1, 3, 2, 4).reshape(kh, kw, cin // g, g * cpg)
+        w = w[::-1, ::-1]
+        pads = [(d * (k - 1) - p, d * (k - 1) - p + op) for k, p, op, d in
+                zip((kh, kw), self.padding, self.output_padding, self.dilation)]
+        y = lax.conv_general_dilated(x, w, (1, 1), pads, lhs_dilation=self.stride, rhs_dilation=self.dilation,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=g)
+        return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+
+
+class BatchNorm2d(nnx.Module):
+    """torch BatchNorm2d on NHWC. Parity traps: momentum is torch's (weight of the new batch: Flax's
+    0.9 is torch's 0.1); the running variance takes the *unbiased* batch variance, the normalisation
+    the biased one; the variance is two-pass; statistics in at least float32. Without running
+    statistics (track_running_stats=False) both modes normalise with the batch's."""
+
+    def __init__(self, num_features, *, momentum=0.1, eps=1e-5, affine=True, track_running_stats=True):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32)) if affine else None
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32)) if affine else None
+        if track_running_stats:
+            self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
+            self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+            self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
+        self.track_running_stats = track_running_stats
+        self.momentum, self.eps = momentum, eps
+        self.use_running_average = False
+
+    def __call__(self, x):
+        dtype = x.dtype
+        x = x.astype(jnp.promote_types(dtype, jnp.float32))
+        axes = (0, 1, 2)
+        if self.use_running_average and self.track_running_stats:
+            mean, var = self.mean.get_value(), self.var.get_value()
+        else:
+            mean = x.mean(axes)
+            var = jnp.square(x - mean).mean(axes)
+            if self.track_running_stats:
+                n = x.shape[0] * x.shape[1] * x.shape[2]
+                m = self.momentum
+                self.mean.set_value((1.0 - m) * self.mean.get_value() + m * mean)
+                self.var.set_value((1.0 - m) * self.var.get_value() + m * var * (n / max(n - 1, 1)))
+                self.num_batches_tracked.set_value(self.num_batches_tracked.get_value() + 1)
+        y = (x - mean) * lax.rsqrt(var + self.eps)
+        if self.scale is not None:
+            y = y * self.scale.get_value() + self.bias.get_value()
+        return y.astype(dtype)
+
+
+def _value(v):
+    return None if v is None else v.get_value()
+
+
+def _affine(y, scale, bias, shape):
+    if scale is not None:
+        y = y * scale.get_value().astype(y.dtype).reshape(shape)
+    if bias is not None:
+        y = y + bias.get_value().astype(y.dtype).reshape(shape)
+    return y
+
+
+class GroupNorm(nnx.Module):
+    """torch GroupNorm on NHWC: channel c is in group c // (C / groups), as torch splits dim 1; the
+    variance is biased, eps inside the square root."""
+
+    def __init__(self, num_groups, num_channels, *, eps=1e-5, affine=True):
+        self.scale = nnx.Param(jnp.ones((num_channels,), jnp.float32)) if affine else None
+        self.bias = nnx.Param(jnp.zeros((num_channels,), jnp.float32)) if affine else None
+        self.num_groups, self.eps = num_groups, eps
+
+    def __call__(self, x):
+        return group_norm(x, self.num_groups, _value(self.scale), _value(self.bias), self.eps)
+
+
+class InstanceNorm2d(nnx.Module):
+    """torch InstanceNorm2d on NHWC (biased variance per sample and channel); running statistics are
+    refused by the port, so train and eval modes normalise alike, as torch's default does."""
+
+    def __init__(self, num_features, *, eps=1e-5, affine=False):
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32)) if affine else None
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32)) if affine else None
+        self.eps = eps
+
+    def __call__(self, x):
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
+        return _affine((x - mean) * lax.rsqrt(var + self.eps), self.scale, self.bias, (x.shape[-1],))
+
+
+class LayerNorm(nnx.Module):
+    """torch LayerNorm over the last len(normalized_shape) dims, in torch's dim order (the port hands it
+    a torch-layout array): biased variance, eps inside the square root."""
+
+    def __init__(self, normalized_shape, *, eps=1e-5, affine=True, bias=True):
+        self.scale = nnx.Param(jnp.ones(normalized_shape, jnp.float32)) if affine else None
+        self.bias = nnx.Param(jnp.zeros(normalized_shape, jnp.float32)) if affine and bias else None
+        self.axes, self.eps = tuple(range(-len(normalized_shape), 0)), eps
+
+    def __call__(self, x):
+        return layer_norm(x, len(self.axes), _value(self.scale), _value(self.bias), self.eps)
+
+
+class Linear(nnx.Module):
+    """torch Linear: kernel (in, out) is torch's weight (out, in) transposed."""
+
+    def __init__(self, in_features, out_features, *, bias=True):
+        self.kernel = nnx.Param(jnp.zeros((in_features, out_features), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if bias else None
+
+    def __call__(self, x):
+        y = x @ self.kernel.get_value().astype(x.dtype)
+        return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+
+
+class PReLU(nnx.Module):
+    """torch PReLU: one slope, or one per channel (the last axis of an NHWC input)."""
+
+    def __init__(self, num_parameters=1, *, nhwc=True):
+        self.weight = nnx.Param(jnp.full((num_parameters,), 0.25, jnp.float32))
+        self.nhwc = nhwc
+
+    def __call__(self, x):
+        return prelu(x, self.weight.get_value(), nhwc=self.nhwc)
+
+
+class Dropout(nnx.Module):
+    """Inverted dropout with an explicit key (no hidden RNG state: a resumed run draws the same masks).
+    `channels`: Dropout2d, one draw per (sample, channel) of an NHWC input."""
+
+    def __init__(self, rate, *, channels=False):
+        self.rate, self.channels, self.deterministic = rate, channels, False
+
+    def __call__(self, x, key=None):
+        return dropout(x, self.rate, self.deterministic, key, channels=self.channels)
+
+
+def dropout(x, rate, deterministic, key, *, channels=False):
+    if deterministic or rate == 0.0:
+        return x
+    if key is None:
+        raise ValueError("dropout in train mode needs a PRNG key: call model(x, key=...)")
+    shape = (x.shape[0], 1, 1, x.shape[3]) if channels else x.shape
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def random_draw(kind, shape, dtype, key, p=None):
+    """torch.rand / randn / bernoulli at one random site, from that site's key."""
+    if key is None:
+        raise ValueError(f"a random op ({kind}) needs a PRNG key: call model(x, key=...)")
+    if kind == "uniform":
+        return jax.random.uniform(key, shape, dtype)
+    if kind == "normal":
+        return jax.random.normal(key, shape, dtype)
+    return jax.random.bernoulli(key, p, shape).astype(dtype)
+
+
+def replayed(model, kind, site, like, rate, nhwc):
+    """A parity check's value for random site `site`: torch's own draw (NCHW), in `like`'s layout;
+    for dropout, `like` is the input and the result is it times the replayed mask scale."""
+    values = model.port_random(kind, site, torch_size(like, nhwc=nhwc), rate)
+    values = values.transpose(0, 2, 3, 1) if nhwc and values.ndim == 4 else values
+    values = jnp.asarray(values, like.dtype)
+    return like * values if kind == "dropout" else values
+
+
+class Activation(nnx.Module):
+    """A torch activation module: `fn` from this file with the module's options."""
+
+    def __init__(self, fn, **options):
+        self.fn, self.options = fn, tuple(sorted(options.items()))
+
+    def __call__(self, x):
+        return self.fn(x, **dict(self.options))
+
+
+class MaxPool2d(nnx.Module):
+    def __init__(self, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
+        self.kernel, self.stride, self.pad, self.dilation, self.ceil_mode = kernel, stride, padding, dilation, ceil_mode
+
+    def __call__(self, x):
+        return max_pool2d(x, self.kernel, self.stride, self.pad, self.dilation, self.ceil_mode)
+
+
+class AvgPool2d(nnx.Module):
+    def __init__(self, kernel, stride, padding, ceil_mode=False, count_include_pad=True, divisor_override=None):
+        self.kernel, self.stride, self.pad = kernel, stride, padding
+        self.ceil_mode, self.count_include_pad, self.divisor_override = ceil_mode, count_include_pad, divisor_override
+
+    def __call__(self, x):
+        return avg_pool2d(x, self.kernel, self.stride, self.pad, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override)
+
+
+class AdaptiveAvgPool2d(nnx.Module):
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def __call__(self, x):
+        return adaptive_avg_pool2d(x, self.output_size)
+
+
+class AdaptiveMaxPool2d(nnx.Module):
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def __call__(self, x):
+        return adaptive_max_pool2d(x, self.output_size)
+
+
+class Flatten(nnx.Module):
+    """torch Flatten on a torch-layout (NCHW) input: the port puts the transpose in front of it."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def __call__(self, x):
+        return flatten(x, self.start_dim, self.end_dim)
+
+
+class Identity(nnx.Module):
+    def __call__(self, x):
+        return x
+
+
+# --- weights in torch naming ---------------------------------------------------------------------
+
+def to_flax_tensor(value, layout):
+    """A torch state_dict tensor in the layout of its Flax variable."""
+    if layout == "conv":
+        return np.transpose(value, (2, 3, 1, 0))
+    if layout == "conv_transpose":
+        return np.transpose(value, (2, 3, 0, 1))
+    if layout == "dense":
+        return np.transpose(value)
+    return value
+
+
+def to_torch_tensor(value, layout):
+    if layout == "conv":
+        return np.transpose(value, (3, 2, 0, 1))
+    if layout == "conv_transpose":
+        return np.transpose(value, (2, 3, 0, 1))
+    if layout == "dense":
+        return np.transpose(value)
+    return value
+
+
+def variable_at(model, path):
+    node = model
+    for part in path:
+        node = getattr(node, part)
+    return node
+
+
+def load_tensors(model, tensors, key_map):
+    """Every torch-named tensor into its variable, each key and shape checked (nanoGPT-style)."""
+    missing = [k for k, _, _, _ in key_map if k not in tensors]
+    if missing:
+        raise KeyError(f"{len(missing)} tensor(s) missing from the weights, first {missing[0]!r}")
+    for torch_key, path, shape, layout in key_map:
+        value = np.asarray(tensors[torch_key])
+        assert tuple(value.shape) == tuple(shape), f"{torch_key}: shape {value.shape}, expected {shape}"
+        var = variable_at(model, path)
+        new = to_flax_tensor(value, layout)
+        old = var.get_value()
+        var.set_value(jnp.asarray(new, old.dtype if layout != "count" else jnp.int32).reshape(old.shape))
+    return model
+
+
+def state_tensors(model, key_map):
+    """The model's variables as torch-named numpy tensors (the original's load_state_dict reads them)."""
+    out = {}
+    for torch_key, path, shape, layout in key_map:
+        value = np.asarray(variable_at(model, path).get_value())
+        if layout == "count":
+            value = value.astype(np.int64)
+        out[torch_key] = np.array(to_torch_tensor(value, layout).reshape(shape), order="C")
+    return out
