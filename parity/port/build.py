@@ -25,7 +25,7 @@ from parity.port import layers as pl
 from parity.port.emit import Param, Source, emit, unused_name, var_names
 from parity.port.errors import PortError
 from parity.port.module_rules import module_rules
-from parity.port.program import Program
+from parity.port.program import PLAIN, Program
 from parity.port.report import PortReport
 from parity.port.trace import Traced, trace, user_line
 from parity.port.translate import Translator, scope_of
@@ -192,8 +192,12 @@ def port(torch_module: torch.nn.Module, example_input: torch.Tensor, *, out_dir:
     module = mod.load(weights_path)
     module.train() if torch_module.training else module.eval()
 
-    pairs = tuple((p, tuple(p.split("."))) for p in layers)
-    drops = tuple((p, f) for p, f in pairs if layers[p].cls == "Dropout")
+    # A 4-D output in torch's own dim order (nn.LayerNorm after a permute to (N, H, W, C)) is not NCHW: the
+    # layers family, which compares 4-D outputs as NCHW -> NHWC, leaves it to the forward family.
+    torch_order = {op.target for op in program.ops if op.kind == "module" and op.layout == PLAIN
+                   and t.values[op.out].rank == 4}
+    pairs = tuple((p, tuple(p.split("."))) for p in layers if p not in torch_order)
+    drops = tuple((p, tuple(p.split("."))) for p in layers if layers[p].cls == "Dropout")
     n_torch = sum(p.numel() for p in torch_module.parameters())
     notes = [("one graph for both modes (traced in train and in eval mode, the same); the ported module's "
               ".train()/.eval() switch BatchNorm and dropout") if eval_program is None else
@@ -203,6 +207,9 @@ def port(torch_module: torch.nn.Module, example_input: torch.Tensor, *, out_dir:
               for s in traced.specialized]
     if batch is not None:
         notes.append(f"the program depends on the batch size (first at {differs}): it runs only with batch {batch}")
+    if torch_order:
+        notes.append(f"layers family: {len(torch_order)} layer(s) with a 4-D output in torch's own dim order (not "
+                     f"NCHW, e.g. {sorted(torch_order)[0]}) are compared through the forward family only")
     if unused:
         notes.append(f"unused: {len(unused)} state_dict tensor(s) no ported op reads (a module forward never calls), "
                      f"kept under `unused` in model.py: {', '.join(k for k, _, _ in unused[:6])}"

@@ -80,25 +80,30 @@ def calibrated_bn(torch_module: torch.nn.Module, x: np.ndarray, *, seed: int = 0
             m.training = training
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
-            m.num_batches_tracked.zero_()
+            if m.num_batches_tracked is not None:  # None without running statistics
+                m.num_batches_tracked.zero_()
     return model
 
 
 def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: tuple[int, ...], *,
                families: tuple[str, ...] = DEFAULT_FAMILIES, float64: bool = False,
                inputs: CheckInputs = CheckInputs()):
-    """A `parity.suite.results.Report` of `families` on the pair (gradient needs (N, classes) logits)."""
+    """A `parity.suite.results.Report` of `families` on the pair. The gradient families differentiate
+    cross-entropy of (N, classes) logits, or a fixed random projection of any other single output."""
     try:
         from flax_cnn.training.config import TrainConfig
+        from parity.suite.loss import projection
         from parity.suite.results import skipped
         from parity.suite.runner import SuiteInputs, SuiteOptions, run_suite
     except ImportError as e:  # the suite lives beside the port; say which piece is missing
         raise RuntimeError(f"the parity suite (parity.suite) is not available: {e}") from e
 
     out_shape = _output_shape(result)
-    grads_ok = out_shape is not None and len(out_shape) == 2
-    run = tuple(f for f in families if f != "gradient" or grads_ok)
-    batches = random_batches(input_shape, out_shape[1] if grads_ok else 2, count=inputs.count, seed=inputs.seed)
+    logits = out_shape is not None and len(out_shape) == 2
+    run = tuple(f for f in families if f != "gradient" or out_shape is not None)
+    batches = random_batches(input_shape, out_shape[1] if logits else 2, count=inputs.count, seed=inputs.seed)
+    if out_shape is not None and not logits:  # a dense output: the gradient families' loss is a fixed projection
+        batches = [(x, projection(out_shape, inputs.seed + 100 + i)) for i, (x, _) in enumerate(batches)]
     model = torch_module
     if not inputs.own_weights:
         calib_shape = input_shape if result.batch_size is not None else (16, *input_shape[1:])
@@ -108,8 +113,13 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
                        SuiteOptions(families=run, float64=float64, bn_steps=min(3, inputs.count),
                                     gradient_candidates=inputs.count))
     report.notes.append(inputs.describe(input_shape))
-    if "gradient" in families and not grads_ok:
-        report.checks.append(skipped("gradient", "d loss / d param", f"output shape {out_shape} is not (N, classes)"))
+    if out_shape is not None and not logits and "gradient" in run:
+        report.notes.append(f"gradient loss: the output {tuple(out_shape)} is not (N, classes) logits, so the loss is "
+                            "sum(output * P) / N with P a fixed standard-normal projection / sqrt(values per sample) "
+                            "(torch layout, seeded), the same for both frameworks")
+    if "gradient" in families and out_shape is None:
+        report.checks.append(skipped("gradient", "d loss / d param", "the output is not one tensor (a tuple or a "
+                                     "dict): not checked"))
     return report
 
 

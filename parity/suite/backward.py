@@ -16,9 +16,9 @@ from typing import Iterator, Sequence
 import jax.numpy as jnp
 import numpy as np
 import torch
-import torch.nn.functional as F
 from flax import nnx
 
+from parity.suite.loss import flax_labels, flax_loss, torch_loss
 from parity.suite import tolerances, verdict
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
@@ -71,7 +71,7 @@ def _torch_nudges(model: torch.nn.Module, names: Sequence[str]) -> Iterator[tupl
 
 def _torch_input_grads(torch_model, x_nchw, labels, names, *, label_smoothing, dtype):
     with _torch_nudges(torch_model, names) as (nudges, order):
-        loss = F.cross_entropy(torch_model(torch_input(x_nchw, dtype)), torch.from_numpy(labels.astype(np.int64)),
+        loss = torch_loss(torch_model(torch_input(x_nchw, dtype)), labels,
                                label_smoothing=label_smoothing)
         loss.backward()
     return {n: to_flax_layout(nudges[n].grad.detach().numpy().copy()) for n in order if nudges[n].grad is not None}, order
@@ -82,8 +82,6 @@ def input_gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                     dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32", torch_only: bool = False
                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """(torch d loss / d input per layer, Flax's, layer names in first-call order), train mode, Flax layout."""
-    from parity.suite.loss import smoothed_cross_entropy
-
     pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
     with precision(dtype):
         tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
@@ -98,11 +96,11 @@ def input_gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], 
                         for n in t_grads}
 
             def loss_fn(m, x, y):
-                return smoothed_cross_entropy(m(x), y, label_smoothing)
+                return flax_loss(m(x), y, label_smoothing)
 
             with swapped_flax(fm, wrappers):
                 grads = nnx.jit(nnx.grad(loss_fn, argnums=nnx.DiffState(0, Nudge)))(
-                    fm, flax_input(x_nchw, dtype), jnp.asarray(labels, jnp.int32))
+                    fm, flax_input(x_nchw, dtype), flax_labels(labels))
             by_path = {tuple(p[:-1]): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(grads)}
             f_grads = {n: by_path[tuple(path[n])] for n in t_grads if tuple(path[n]) in by_path}
     return t_grads, f_grads, order

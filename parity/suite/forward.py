@@ -12,7 +12,8 @@ from parity.suite import tolerances, verdict
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import run_flax, run_torch
 from parity.suite.results import Check
-from parity.suite.twins import KeyMappingLike, ModulePair, flax_input, module_pairs, precision, prepare, torch_input
+from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_pairs, precision, prepare,
+                                 to_flax_layout, torch_input)
 
 FAMILY = "forward"
 
@@ -39,7 +40,7 @@ def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nc
         with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
             t, _, _ = run_torch(tm, torch_input(x_nchw, dtype))
             f = None if torch_only else run_flax(fm, flax_input(x_nchw, dtype), pairs)[0]
-    return t.numpy(), f
+    return to_flax_layout(t.numpy()), f  # a dense (N, C, H, W) output is compared in the Flax layout, NHWC
 
 
 def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[np.ndarray, np.ndarray]:

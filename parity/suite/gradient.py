@@ -8,11 +8,10 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from parity.suite import compiled, tolerances, verdict
 from parity.suite.forward import set_mode
-from parity.suite.loss import smoothed_cross_entropy
+from parity.suite.loss import flax_labels, flax_loss, torch_loss
 from parity.suite.masks import fixed_dropout
 from parity.suite.results import Check, rel_err
 from parity.suite.terms import term_magnitudes, term_relative_error
@@ -22,7 +21,7 @@ FAMILY = "gradient"
 
 
 def _loss(m, x, y, label_smoothing: float):
-    return smoothed_cross_entropy(m(x), y, label_smoothing)
+    return flax_loss(m(x), y, label_smoothing)
 
 
 _value_and_grad = compiled.value_and_grad(_loss)
@@ -39,14 +38,14 @@ def gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw
         set_mode(tm, fm, "train")
         with fixed_dropout(tm, fm, dropout_pairs, identity=True):
             tm.zero_grad(set_to_none=True)
-            loss_t = F.cross_entropy(tm(torch_input(x_nchw, dtype)), torch.from_numpy(labels.astype(np.int64)),
+            loss_t = torch_loss(tm(torch_input(x_nchw, dtype)), labels,
                                      label_smoothing=label_smoothing)
             loss_t.backward()
             t_grads = {k: p.grad.detach().numpy().copy() for k, p in tm.named_parameters() if p.grad is not None}
             if torch_only:
                 return (float(loss_t.detach()), float("nan")), t_grads, {}
 
-            loss_f, grads = _value_and_grad(fm, flax_input(x_nchw, dtype), jnp.asarray(labels, jnp.int32),
+            loss_f, grads = _value_and_grad(fm, flax_input(x_nchw, dtype), flax_labels(labels),
                                             static=(float(label_smoothing),))
             f_grads = state_tensors(grads, key_map)
     return (float(loss_t.detach()), float(loss_f)), t_grads, f_grads

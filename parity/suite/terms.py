@@ -23,9 +23,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from parity.suite.loss import torch_loss
 from parity.suite.forward import set_mode
 from parity.suite.masks import fixed_dropout
 from parity.suite.twins import KeyMappingLike, ModulePair, prepare, torch_input
@@ -92,7 +92,7 @@ def term_magnitudes(torch_model: torch.nn.Module, flax_model, key_map: Sequence[
     handles = [m.register_forward_hook(hook(n)) for n, m in tm.named_modules() if isinstance(m, _MODULES)]
     try:
         with fixed_dropout(tm, fm, dropout_pairs, identity=True):
-            loss = F.cross_entropy(tm(torch_input(x_nchw, "float64")), torch.from_numpy(labels.astype(np.int64)),
+            loss = torch_loss(tm(torch_input(x_nchw, "float64")), labels,
                                    label_smoothing=label_smoothing)
             loss.backward()
     finally:
