@@ -37,6 +37,10 @@ class KinkSite:
     points: tuple[float, ...]
     nhwc: bool
     pool: tuple | None = None
+    fn: str = ""
+    """relu, relu6, leaky_relu, hardswish, hardsigmoid, hardtanh or clamp: which branches lie between the points."""
+    bounds: tuple = ()
+    """clamp/hardtanh: (min or None, max or None); leaky_relu: (negative_slope,)."""
 
 
 _ACTIVATION_KINKS = {"jax.nn.relu": "relu", "jax.nn.relu6": "relu6", "leaky_relu": "leaky_relu",
@@ -67,13 +71,22 @@ def _site(op: Op, layers: dict) -> KinkSite | None:
         spec = layers.get(op.target)
         fn = _ACTIVATION_KINKS.get(spec.fn) if spec is not None and spec.cls == "Activation" else None
         opts = dict(spec.kwargs) if spec is not None else {}
+    bounds: tuple = ()
     if op.kind == "clamp":
-        points = tuple(float(b) for b in op.args[1:3] if isinstance(b, (int, float)))
+        bounds = tuple(b if isinstance(b, (int, float)) else None for b in op.args[1:3])
+        bounds = bounds + (None,) * (2 - len(bounds))
+        points = tuple(float(b) for b in bounds if b is not None)
     elif fn == "hardtanh":
-        points = (float(opts.get("min_val", -1.0)), float(opts.get("max_val", 1.0)))
+        bounds = (float(opts.get("min_val", -1.0)), float(opts.get("max_val", 1.0)))
+        points = bounds
     else:
         points = KINK_POINTS.get(fn, ())
-    return KinkSite(op.out, op.args[0].name, points, op.layout == NHWC) if points else None
+        if fn == "leaky_relu":
+            bounds = (float(opts.get("negative_slope", 0.01)),)
+    if not points:
+        return None
+    return KinkSite(op.out, op.args[0].name, points, op.layout == NHWC, fn="clamp" if op.kind == "clamp" else fn,
+                    bounds=bounds)
 
 
 def _argmax_moves(exact: np.ndarray, other: np.ndarray, pool: tuple) -> int:

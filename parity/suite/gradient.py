@@ -167,3 +167,49 @@ def _checks(dtype: str, key_map: Sequence[KeyMappingLike], label_smoothing: floa
                "error_metric": "per entry, |Δ| over the sum of the magnitudes of the terms it adds up "
                                "(parity.suite.terms); relative to the tensor's largest entry where no terms are known"}),
     ]
+
+
+def pinned_gradient_checks(probe, torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
+                           labels: np.ndarray, *, label_smoothing: float = 0.0,
+                           dropout_pairs: Sequence[ModulePair] = (), dtypes: Sequence[str] = ("float32",),
+                           batch_note: str = "") -> list[Check]:
+    """`gradient_checks` for a batch on which the Flax float32 forward has kink flips: the float32
+    gradient is judged against the exact gradient *with the Flax forward's kink decisions pinned*
+    (and torch float32's own error measured the same way), plus a check that each of those decisions
+    that differs from the exact one is rounding (`parity.suite.pinned`). float64 is judged as usual."""
+    from parity.suite import pinned
+    from parity.suite.kinks import _flax_values
+
+    kw = dict(label_smoothing=label_smoothing, dropout_pairs=dropout_pairs)
+    (ref_loss, loss64), ref, flax64 = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float64",
+                                                **kw)
+    (_, loss_f), _, f_grads = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float32", **kw)
+    tm, fm = prepare(torch_model, flax_model, key_map)
+    set_mode(tm, fm, "train")
+    with fixed_dropout(tm, fm, dropout_pairs, identity=True):
+        values = _flax_values(fm, flax_input(x_nchw, "float32"), static=(probe.value_names,))
+        flax32 = probe.flax_inputs({k: np.asarray(v) for k, v in values.items()})
+        exact_in = probe.torch_inputs(tm.double(), x_nchw, "float64")
+        tm.float()
+        torch32_in = probe.torch_inputs(tm, x_nchw, "float32")
+    pin_loss64, pin_ref = pinned.torch_gradients(probe, torch_model, flax_model, key_map, x_nchw, labels, flax32,
+                                                 dtype="float64", **kw)
+    pin_loss32, pin_t = pinned.torch_gradients(probe, torch_model, flax_model, key_map, x_nchw, labels, flax32,
+                                               dtype="float32", **kw)
+    terms = term_magnitudes(torch_model, flax_model, key_map, x_nchw, labels, **kw)
+    own = gradient_errors(pin_ref, pin_t, terms)
+    own_loss = abs(pin_loss32 - pin_loss64) / abs(pin_loss64)
+    flax32_err = gradient_errors(pin_ref, f_grads, terms)
+    flax32_loss = abs(loss_f - pin_loss64) / abs(pin_loss64)
+    note = (f"{batch_note}; kink decisions pinned to the Flax float32 forward's in both torch references "
+            "(exact and float32): every candidate batch flips somewhere").lstrip("; ")
+    checks = []
+    for dtype in dtypes:
+        if dtype == "float64":
+            checks += _checks("float64", key_map, label_smoothing, loss64, flax64, ref_loss, ref, own, own_loss,
+                              batch_note, terms, flax32=(flax32_err, flax32_loss))
+        else:
+            checks += _checks("float32", key_map, label_smoothing, loss_f, f_grads, pin_loss64, pin_ref, own,
+                              own_loss, note, terms, jax_vs_torch_f32=gradient_errors(pin_t, f_grads, terms))
+    checks.append(pinned.decisions_check(probe, exact_in, flax32, torch32_in))
+    return checks

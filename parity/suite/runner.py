@@ -18,8 +18,9 @@ from parity.suite.batchnorm import batchnorm_checks
 from parity.suite.bf16 import bf16_checks
 from parity.suite.data import Batch
 from parity.suite.forward import dropout_check, forward_checks
-from parity.suite.gradient import gradient_checks, with_location
+from parity.suite.gradient import gradient_checks, pinned_gradient_checks, with_location
 from parity.suite.kinks import ranked_batches, smooth_batch
+from parity.suite.pinned import pinnable
 from parity.suite.layers import layer_checks
 from parity.suite.pair import TwinPair
 from parity.suite.results import FAMILIES, Check, Report, skipped
@@ -92,6 +93,13 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
         kw = dict(dropout_pairs=pair.dropout_pairs, layer_pairs=pair.layer_pairs or None,
                   label_smoothing=inputs.train_cfg.label_smoothing)
         ranked, flipped = ranked_batches(tried), []
+        probe = pair.kink_probe
+        if probe is not None and tried and all(t["jax_flips"] for t in tried) and pinnable(probe):
+            i = ranked[0]  # every batch flips in the Flax twin: judge the best-conditioned one with pinned decisions
+            gx, gy = inputs.batches[i]
+            return pinned_gradient_checks(probe, tm, fm, km, gx, gy, dtypes=dtypes, batch_note=_kink_note(i, tried, []),
+                                          dropout_pairs=pair.dropout_pairs,
+                                          label_smoothing=inputs.train_cfg.label_smoothing)
         for n, i in enumerate(ranked):
             gx, gy = inputs.batches[i]
             checks = gradient_checks(tm, fm, km, gx, gy, dtypes=("float32", "float64"),

@@ -1,0 +1,78 @@
+"""Pinned kink decisions (parity/suite/pinned.py): with the Flax forward's decisions injected, torch's
+gradient is the same function where nothing flips, a decisions check passes rounding flips and
+fails real ones, and the pinned gradient verdict still passes an exact port and fails a wrong one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from parity.port import port
+from parity.port.check import calibrated_bn, random_batches
+from parity.port.probe import KinkSite, PortProbe
+from parity.suite import compiled, pinned
+from parity.suite.gradient import gradients, pinned_gradient_checks
+from tests.zoo.resnet import resnet18
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = resnet18(width=4)
+    result = port(model, torch.randn(2, 3, 32, 32))
+    x, y = random_batches((2, 3, 32, 32), 10, count=1)[0]
+    model = calibrated_bn(model, random_batches((16, 3, 32, 32), 2, count=1, seed=1)[0][0])
+    return model, result, PortProbe(result), x, y
+
+
+def test_pinned_to_the_exact_decisions_is_torchs_own_gradient(pair):
+    """float64, decisions from torch's own float64 forward: the interpreter with pins computes the
+    same gradient as the module (each kink op's branch equals the op on its own side)."""
+    model, result, probe, x, y = pair
+    exact = probe.torch_inputs(model.double(), x, "float64")
+    model.float()
+    _, natural, _ = gradients(model, result.module, result.key_map, x, y, dtype="float64", torch_only=True)
+    _, pinned_grads = pinned.torch_gradients(probe, model, result.module, result.key_map, x, y, exact,
+                                             dtype="float64")
+    assert set(pinned_grads) == set(natural)
+    assert max(float(np.max(np.abs(pinned_grads[k] - natural[k]))) for k in natural) < 1e-13
+
+
+def test_a_flip_within_rounding_passes_and_a_far_one_fails():
+    site = KinkSite("relu", "x", (0.0,), False, fn="relu")
+    probe = type("P", (), {"sites": [site]})()
+    exact = np.array([1e-8, 0.5, -0.25])
+    torch32 = exact + np.array([1e-7, 0.0, 0.0])  # torch float32's own error at this op: 1e-7
+    near = np.array([-1e-9, 0.5, -0.25])           # flips the first value: 1e-8 from the kink, rounding
+    far = np.array([1e-8, -0.5, -0.25])            # flips the second: 0.5 from the kink, a bug
+    ok = pinned.decisions_check(probe, {"relu": exact}, {"relu": near}, {"relu": torch32})
+    bad = pinned.decisions_check(probe, {"relu": exact}, {"relu": far}, {"relu": torch32})
+    assert ok.passed and ok.details["flips"] == 1
+    assert not bad.passed and bad.error > 1e6
+
+
+def test_pinned_verdict_passes_the_exact_port_and_fails_a_wrong_one(pair, tmp_path):
+    model, result, probe, x, y = pair
+    checks = pinned_gradient_checks(probe, model, result.module, result.key_map, x, y, dtypes=("float32", "float64"))
+    assert all(c.passed for c in checks), [(c.name, c.error, c.tol, c.where) for c in checks]
+    assert any("pinned" in c.where for c in checks if "[float32]" in c.name and "tensors" in c.name)
+
+    compiled.clear()
+    bad = dataclasses.replace(result, module=_with_eps(result, 1e-3))
+    checks = pinned_gradient_checks(PortProbe(bad), model, bad.module, bad.key_map, x, y, dtypes=("float32",))
+    assert not all(c.passed for c in checks if "[float32]" in c.name)
+    compiled.clear()
+
+
+def _with_eps(result, eps: float):
+    """The same port with one BatchNorm's eps wrong (torch's is 1e-5)."""
+    from parity.port import layers as pl
+    from flax import nnx
+
+    module = nnx.clone(result.module)
+    pl.child(module, "stage2.0.bn_a").eps = eps
+    return module
