@@ -46,7 +46,20 @@ _INLINE = {
     "to_nhwc": "to_nhwc({0})", "to_nchw": "to_nchw({0})", "where": "jnp.where({0}, {1}, {2})",
     "tile": "jnp.tile({0}, {1})",
 }
+_INLINE_ARITH = {"add": "+", "sub": "-"}  # without alpha: plain operators
 _INLINE_IMPORTS = {"lax.": "from jax import lax", "jax.scipy": "import jax.scipy.special"}
+
+# --- Core ATen lowering (parity.port.aten): one-call elementwise and indexing ops -------------------
+_INLINE.update({f"aten_{fn}": f"jnp.{fn}({{0}})" for fn in (
+    "expm1", "log1p", "log2", "log10", "sin", "cos", "tan", "sinh", "cosh", "trunc", "sign", "isinf", "isnan",
+    "logical_not", "invert")})
+_INLINE.update({f"aten_{fn}": f"jnp.arc{fn[1:]}({{0}})" for fn in ("asin", "acos", "atan", "asinh", "acosh", "atanh")})
+_INLINE.update({f"aten_{fn}": f"jnp.{fn}({{0}}, {{1}})" for fn in (
+    "arctan2", "fmod", "remainder", "bitwise_and", "bitwise_or", "bitwise_xor", "logical_and", "logical_or",
+    "logical_xor")})
+_INLINE.update({"aten_flip": "jnp.flip({0}, {1})", "aten_index_select": "jnp.take({0}, {2}, axis={1})",
+                "aten_diagonal": "jnp.diagonal({0}, {1}, {2}, {3})", "aten_cumsum": "jnp.cumsum({0}, axis={1})",
+                "aten_affine": "{0} * {1} + {2}"})
 
 HEADER_IMPORTS = ("import math", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp",
                   "import numpy as np", "from flax import nnx", "from jax import lax", "from safetensors.numpy import load_file, save_file")
@@ -178,6 +191,8 @@ def _statement(op: Op, r: _Renderer) -> str:
         return f"dropout({r.value(args[0])}, {kwargs['rate']!r}, self.deterministic, fold_in(key, {op.dropout_index}))"
     if op.kind in RANDOM_KINDS:
         return _random(op, r)
+    if op.kind in _INLINE_ARITH and "alpha" not in kwargs:
+        return f"{r.value(args[0])} {_INLINE_ARITH[op.kind]} {r.value(args[1])}"
     if op.kind in _INLINE:
         rendered = [r.value(a) for a in args]
         kw = {k: r.value(v) for k, v in kwargs.items()}
@@ -256,25 +271,36 @@ def _closure(names: set[str]) -> list[str]:
 
 
 def _ctor(spec: LayerSpec, r: _Renderer) -> str:
+    """`Class(args, keyword=value)`, keywords left out where they equal the class's default (readable lines)."""
     r.used.add(spec.cls)
     args = [r.value(a) for a in spec.args]
     if spec.fn is not None:
         if "." not in spec.fn:
             r.used.add(spec.fn)
         args.insert(0, spec.fn)
-    args += [f"{k}={r.value(v)}" for k, v in spec.kwargs]
+    params = inspect.signature(getattr(runtime, spec.cls).__init__).parameters
+    for k, v in spec.kwargs:
+        default = params[k].default if k in params else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or _normal(default) != _normal(v):
+            args.append(f"{k}={r.value(v)}")
     return f"{spec.cls}({', '.join(args)})"
+
+
+def _normal(v: Any) -> Any:
+    """Lists and tuples alike, for comparing an argument with its default."""
+    return tuple(_normal(x) for x in v) if isinstance(v, (tuple, list)) else v
 
 
 def _tree_lines(tree: dict, r: _Renderer, indent: int) -> list[str]:
     """Keyword arguments of a Scope (or the attribute assignments of the root) for `tree`'s children."""
     lines = []
     pad = " " * indent
+    numbered = [n for n in tree if n != "__type__" and not (n.isidentifier() and not keyword.iskeyword(n))]
     for name, child in tree.items():
         if name == "__type__":
             continue
-        lhs = f"{name}=" if name.isidentifier() and not keyword.iskeyword(name) else f"**{{{name!r}: "
-        close = "" if lhs.endswith("=") else "}"
+        lhs = f"{name}=" if name not in numbered else f"{name!r}: "
+        close = ""
         if isinstance(child, dict):
             r.used.add("Scope")
             inner = _tree_lines(child, r, indent + 4)
@@ -287,6 +313,11 @@ def _tree_lines(tree: dict, r: _Renderer, indent: int) -> list[str]:
             lines.append(f"{pad}{lhs}{cls}(jnp.zeros({r.value(tuple(child.shape))}, jnp.float32)){close},")
         else:
             lines.append(f"{pad}{lhs}{_ctor(child, r)}{close},")
+    if numbered:  # an nn.Sequential's children 0, 1, …: one dict of keyword arguments
+        names = [n for n in tree if n != "__type__"]
+        named = [ln for ln, n in zip(lines, names) if n not in numbered]
+        inner = ["\n".join("    " + x for x in ln.split("\n")) for ln, n in zip(lines, names) if n in numbered]
+        lines = named + [f"{pad}**{{", *inner, f"{pad}}},"]
     return lines
 
 

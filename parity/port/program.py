@@ -1,7 +1,7 @@
 """The ported forward as data: a straight-line list of ops over named values (fx node names).
 
-A `Program` is static (hashable, no arrays), so it lives in the NNX GraphDef and jit sees it as
-Python structure; `PortedModule.__call__` interprets it.
+The translator builds it; `parity.port.emit` writes it out as the straight-line `forward` of
+model.py (one statement per op); the parity probe reads its kink sites.
 """
 
 from __future__ import annotations
