@@ -19,6 +19,7 @@ PARAMS = {
     "espcn": 26_828,
     "cbam_resnet": 181_222,
     "ghost_mix": 42_150,
+    "nonlocal_net": 26_506,
 }
 
 

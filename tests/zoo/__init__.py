@@ -25,7 +25,8 @@ from tests.zoo.googlenet import googlenet
 from tests.zoo.mobilenet_v1 import mobilenet_v1
 from tests.zoo.mobilenet_v2 import mobilenet_v2
 from tests.zoo.mobilenet_v3 import mobilenet_v3_small
-from tests.zoo.modern import bit_resnet, cbam_resnet, convnext, espcn, ghost_mix, unet_bilinear, unet_transposed
+from tests.zoo.modern import (bit_resnet, cbam_resnet, convnext, espcn, ghost_mix, nonlocal_net, unet_bilinear,
+                              unet_transposed)
 from tests.zoo.pnasnet import pnasnet
 from tests.zoo.regnet import regnet_y
 from tests.zoo.res2net import res2net
@@ -66,6 +67,7 @@ MODERN: dict[str, Callable[[], nn.Module]] = {
     "espcn": espcn,  # PixelShuffle, tanh, PReLU(C), output larger than the input
     "cbam_resnet": cbam_resnet,  # adaptive max pool, torch.max over channels, 7x7 spatial gate
     "ghost_mix": ghost_mix,  # InstanceNorm, BN without running stats, ELU/Mish/Softplus, pads, std, PixelUnshuffle
+    "nonlocal_net": nonlocal_net,  # self-attention over positions: view/permute/matmul/softmax, zero-init BN
 }
 
 # Output shape of each MODERN model for an (N, 3, 32, 32) input, without the batch axis.
@@ -77,4 +79,5 @@ MODERN_OUTPUT: dict[str, tuple[int, ...]] = {
     "espcn": (3, 64, 64),
     "cbam_resnet": (10,),
     "ghost_mix": (10,),
+    "nonlocal_net": (10,),
 }

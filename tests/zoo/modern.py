@@ -567,3 +567,57 @@ class GhostMixNet(nn.Module):
 
 def ghost_mix(**kwargs) -> GhostMixNet:
     return GhostMixNet(**kwargs)
+
+
+class NonLocal2d(nn.Module):
+    """The embedded-Gaussian non-local block (Wang, Girshick, Gupta, He 2018, "Non-local Neural
+    Networks", arXiv:1711.07971, eq. 1-3 and Fig. 2): theta/phi/g 1x1 convs to C/2, attention
+    softmax(theta^T phi) over all positions (phi and g max-pooled 2x2, the paper's subsampling),
+    y = f g, then a 1x1 conv W back to C with BatchNorm initialised to zero, added to the input.
+    Idioms: view/permute/matmul/softmax on flattened positions, a zero-initialised BN scale."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.inner = channels // 2
+        self.theta = nn.Conv2d(channels, self.inner, 1)
+        self.phi = nn.Sequential(nn.Conv2d(channels, self.inner, 1), nn.MaxPool2d(2))
+        self.g = nn.Sequential(nn.Conv2d(channels, self.inner, 1), nn.MaxPool2d(2))
+        self.w = nn.Conv2d(self.inner, channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        theta = self.theta(x).view(n, self.inner, -1).permute(0, 2, 1)  # (N, HW, C/2)
+        phi = self.phi(x).view(n, self.inner, -1)                      # (N, C/2, HW/4)
+        g = self.g(x).view(n, self.inner, -1).permute(0, 2, 1)          # (N, HW/4, C/2)
+        f = torch.softmax(torch.matmul(theta, phi), dim=-1)            # (N, HW, HW/4)
+        y = torch.matmul(f, g).permute(0, 2, 1).reshape(n, self.inner, h, w)
+        return x + self.bn(self.w(y))
+
+
+class NonLocalNet(nn.Module):
+    """A small CIFAR ResNet-style net with one non-local block at 16x16 (the paper adds them to
+    res3/res4 of a ResNet; here conv stages of 16/32/64 channels, the block after stage 2)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+
+        def unit(cin, cout, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
+
+        self.stage1 = unit(3, 16, 1)
+        self.stage2 = unit(16, 32, 2)
+        self.nonlocal_block = NonLocal2d(32)
+        self.stage3 = unit(32, 64, 2)
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.nonlocal_block(self.stage2(self.stage1(x)))
+        x = self.stage3(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def nonlocal_net(**kwargs) -> NonLocalNet:
+    return NonLocalNet(**kwargs)
