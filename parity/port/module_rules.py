@@ -1,6 +1,7 @@
 """torch.nn leaf modules → NNX layers (parity.port.layers) and one 'module' op each.
 
-Anything not listed here is a PortError naming the module path and type. Unsupported options of
+Anything not listed here is lowered through torch's decompositions to Core ATen (parity.port.aten),
+or is a PortError naming the module path, type and ATen op. Unsupported options of
 supported modules (padding_mode='reflect', BatchNorm momentum=None, return_indices…) fail too:
 they would otherwise port to a silently different model.
 """
@@ -265,7 +266,9 @@ def module_rules() -> dict[type, Callable[[Translator, fx.Node, nn.Module], None
 
 def translate_module(t: Translator, node: fx.Node, m: nn.Module) -> None:
     rule = module_rules().get(type(m))
-    if rule is None:
-        supported = ", ".join(sorted(c.__name__ for c in module_rules()))
-        raise t.fail(f"unsupported module {type(m).__module__}.{type(m).__name__} (supported: {supported})")
+    if rule is None:  # no readable rule: lowered op by op through torch's decompositions (or a PortError)
+        from parity.port.aten import translate_opaque
+
+        translate_opaque(t, node, m)
+        return
     rule(t, node, m)

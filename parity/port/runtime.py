@@ -729,3 +729,570 @@ def state_tensors(model, key_map):
             value = value.astype(np.int64)
         out[torch_key] = np.array(to_torch_tensor(value, layout).reshape(shape), order="C")
     return out
+
+
+# --- Core ATen lowering (parity.port.aten): modules with no rule, op by op in torch's dim order ----
+
+def aten_dtype(name):
+    """A torch dtype name as a JAX dtype; 'float' is the model's float (float32, float64 under x64)."""
+    if name is None:
+        return None
+    return jax.dtypes.canonicalize_dtype(jnp.float64 if name == "float" else jnp.dtype(name))
+
+
+def aten_cast(x, dtype=None):
+    """aten._to_copy: a cast to `dtype`; a float-to-float cast keeps the model's float."""
+    if dtype is None or (dtype == "float" and jnp.issubdtype(x.dtype, jnp.floating)):
+        return x
+    return x.astype(aten_dtype(dtype))
+
+
+def aten_full(size, value, dtype):
+    """aten.full / scalar_tensor / empty (zeros): a constant tensor of torch's size."""
+    return jnp.full(tuple(size), value, aten_dtype(dtype))
+
+
+def aten_full_like(x, value, dtype=None):
+    """aten.full_like / fill: `x`'s shape, its dtype unless given."""
+    return jnp.full(x.shape, value, x.dtype if dtype is None else aten_dtype(dtype))
+
+
+def aten_arange(start, end, step, dtype):
+    """aten.arange.start_step: torch's length ceil((end - start) / step)."""
+    n = max(math.ceil((end - start) / step), 0)
+    return (start + jnp.arange(n, dtype=aten_dtype(dtype)) * step).astype(aten_dtype(dtype))
+
+
+def aten_constant(values, dtype):
+    """A small constant tensor the lowering captured (nested tuples of numbers)."""
+    return jnp.asarray(np.array(values), aten_dtype(dtype))
+
+
+def aten_div_mode(a, b, mode=None):
+    """aten.div with rounding_mode None (true division), 'trunc' or 'floor'."""
+    if mode is None:
+        return a / b
+    if mode == "floor":
+        return jnp.floor_divide(a, b)
+    q = a / b
+    return jnp.trunc(q).astype(q.dtype) if jnp.issubdtype(jnp.result_type(a, b), jnp.floating) else \
+        (jnp.sign(a) * jnp.sign(b) * (jnp.abs(a) // jnp.abs(b))).astype(jnp.result_type(a, b))
+
+
+def aten_elu(x, alpha=1.0, scale=1.0, input_scale=1.0):
+    """aten.elu (SELU and CELU lower to it): scale * x above 0, scale * alpha * (exp(x * input_scale) - 1) else."""
+    return jnp.where(x > 0, x * scale, jnp.expm1(jnp.minimum(x, 0) * input_scale) * (alpha * scale))
+
+
+def aten_axes(dim, ndim):
+    """A torch dim list as axes: None or [] is every axis."""
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(d % max(ndim, 1) for d in dims) if dims else None
+
+
+def aten_reduce(fn, x, dim=None, keepdim=False, dtype=None):
+    """sum / mean / amax / amin / any / prod over torch dims ([] or None: all), torch's keepdim."""
+    f = {"sum": jnp.sum, "mean": jnp.mean, "amax": jnp.max, "amin": jnp.min, "any": jnp.any, "prod": jnp.prod}[fn]
+    y = f(x, axis=aten_axes(dim, x.ndim), keepdims=keepdim)
+    return y if dtype is None else aten_cast(y, dtype)
+
+
+def aten_arg(fn, x, dim=None, keepdim=False):
+    """argmax / argmin: of the flattened tensor when dim is None (keepdim then keeps every dim as 1)."""
+    f = jnp.argmax if fn == "argmax" else jnp.argmin
+    if dim is None:
+        y = f(x.reshape(-1))
+        return y.reshape((1,) * x.ndim) if keepdim else y
+    return f(x, axis=dim, keepdims=keepdim)
+
+
+def aten_var(x, dim=None, correction=1, keepdim=False):
+    """aten.var.correction: divides by n - correction over torch dims."""
+    axes = aten_axes(dim, x.ndim)
+    n = x.size if axes is None else math.prod(x.shape[a] for a in axes)
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    return jnp.sum(jnp.square(x - mean), axis=axes, keepdims=keepdim) / max(n - correction, 0)
+
+
+def aten_vector_norm(x, ord=2, dim=None, keepdim=False):
+    """aten.linalg_vector_norm over torch dims (inf, -inf, 0 and p norms)."""
+    axes, a = aten_axes(dim, x.ndim), jnp.abs(x)
+    if ord == float("inf"):
+        return jnp.max(a, axis=axes, keepdims=keepdim)
+    if ord == float("-inf"):
+        return jnp.min(a, axis=axes, keepdims=keepdim)
+    if ord == 0:
+        return jnp.sum((a != 0).astype(x.dtype), axis=axes, keepdims=keepdim)
+    if ord == 2:
+        return jnp.sqrt(jnp.sum(a * a, axis=axes, keepdims=keepdim))
+    return jnp.sum(a ** ord, axis=axes, keepdims=keepdim) ** (1.0 / ord)
+
+
+def aten_sort(x, dim=-1, descending=False):
+    """aten.sort: (values, indices), stable."""
+    idx = jnp.argsort(x, axis=dim, stable=True, descending=descending)
+    return jnp.take_along_axis(x, idx, axis=dim), idx
+
+
+def aten_topk(x, k, dim=-1, largest=True, sorted=True):
+    """aten.topk: the k largest (smallest) along dim, sorted, with their indices."""
+    values, idx = aten_sort(x, dim, descending=largest)
+    return lax.slice_in_dim(values, 0, k, axis=dim % x.ndim), lax.slice_in_dim(idx, 0, k, axis=dim % x.ndim)
+
+
+def aten_view(x, size):
+    """aten.view / reshape in torch's (row-major) order; -1 is inferred."""
+    return jnp.reshape(x, tuple(size))
+
+
+def aten_expand(x, size):
+    """aten.expand: -1 keeps a dim, new dims go in front."""
+    lead = len(size) - x.ndim
+    return jnp.broadcast_to(x, tuple(x.shape[i - lead] if s == -1 else s for i, s in enumerate(size)))
+
+
+def aten_squeeze(x, dims):
+    """aten.squeeze.dim / dims: drops the listed dims that have size 1."""
+    axes = tuple(d % x.ndim for d in ((dims,) if isinstance(dims, int) else dims) if x.ndim and x.shape[d] == 1)
+    return jnp.squeeze(x, axis=axes) if axes else x
+
+
+def aten_index_of(ndim, dim, index):
+    """The indexing tuple that takes `index` (an int or a slice) along `dim`."""
+    return (slice(None),) * (dim % ndim) + (index,)
+
+
+def aten_slice(x, dim=0, start=None, end=None, step=1):
+    """aten.slice.Tensor: Python's clamped slice along dim."""
+    return x[aten_index_of(x.ndim, dim, slice(start, end, step))]
+
+
+def aten_select(x, dim, index):
+    """aten.select.int: one index along dim, the dim dropped."""
+    return x[aten_index_of(x.ndim, dim, index)]
+
+
+def aten_slice_scatter(x, src, dim=0, start=None, end=None, step=1):
+    """aten.slice_scatter: x with the slice replaced by src."""
+    return x.at[aten_index_of(x.ndim, dim, slice(start, end, step))].set(src.astype(x.dtype))
+
+
+def aten_select_scatter(x, src, dim, index):
+    """aten.select_scatter: x with one index along dim replaced by src."""
+    return x.at[aten_index_of(x.ndim, dim, index)].set(src.astype(x.dtype))
+
+
+def aten_index(x, indices):
+    """aten.index.Tensor: numpy's advanced indexing (None: the whole dim), as torch defines it."""
+    return x[tuple(slice(None) if i is None else i for i in indices)]
+
+
+def aten_index_put(x, indices, values, accumulate=False):
+    """aten.index_put: set (or add, accumulate=True) values at the advanced index."""
+    at = x.at[tuple(slice(None) if i is None else i for i in indices)]
+    return at.add(values.astype(x.dtype)) if accumulate else at.set(values.astype(x.dtype))
+
+
+def aten_scatter_index(index, dim):
+    """The full indexing tuple of gather / scatter: `index` along dim, its own position elsewhere."""
+    grids = list(jnp.indices(index.shape, sparse=True))
+    grids[dim % index.ndim] = index
+    return tuple(grids)
+
+
+def aten_gather(x, dim, index):
+    """aten.gather: out[i][j] = x[index[i][j]][j] (index may be smaller than x in other dims)."""
+    return x[aten_scatter_index(index, dim)]
+
+
+def aten_scatter(x, dim, index, src, reduce="set", include_self=True):
+    """aten.scatter / scatter_add / scatter_reduce.two (sum, prod, amax, amin, mean)."""
+    idx = aten_scatter_index(index, dim)
+    src = jnp.broadcast_to(jnp.asarray(src, x.dtype), index.shape) if jnp.ndim(src) == 0 else \
+        src[tuple(slice(0, s) for s in index.shape)].astype(x.dtype)
+    if reduce == "set":
+        return x.at[idx].set(src)
+    if reduce in ("sum", "mean"):
+        base = x if include_self else x.at[idx].set(0)
+        total = base.at[idx].add(src)
+        if reduce == "sum":
+            return total
+        count = jnp.full(x.shape, 1 if include_self else 0, x.dtype).at[idx].add(1)
+        out = total / jnp.maximum(count, 1)
+        return out if jnp.issubdtype(x.dtype, jnp.floating) else jnp.floor_divide(total, jnp.maximum(count, 1))
+    if reduce == "prod":
+        base = x if include_self else x.at[idx].set(1)
+        return base.at[idx].multiply(src)
+    big = jnp.finfo(x.dtype).max if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).max
+    if reduce == "amax":
+        base = x if include_self else x.at[idx].set(-big)
+        return base.at[idx].max(src)
+    base = x if include_self else x.at[idx].set(big)
+    return base.at[idx].min(src)
+
+
+def aten_masked_scatter(x, mask, source):
+    """aten.masked_scatter: where mask, source's elements in order."""
+    mask = jnp.broadcast_to(mask, x.shape).reshape(-1)
+    pos = jnp.clip(jnp.cumsum(mask) - 1, 0, None)
+    return jnp.where(mask, source.reshape(-1)[pos].astype(x.dtype), x.reshape(-1)).reshape(x.shape)
+
+
+def aten_copy(x, src):
+    """aten.copy (functional): src broadcast to x's shape, in x's dtype."""
+    return jnp.broadcast_to(src, x.shape).astype(x.dtype)
+
+
+def aten_as_strided(x, size, stride, offset=0):
+    """aten.as_strided over x's row-major storage (the lowering checks torch's input is contiguous)."""
+    idx = np.full(tuple(size), offset or 0, np.int64)
+    for d, (n, s) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        idx = idx + (np.arange(n) * s).reshape(shape)
+    return x.reshape(-1)[idx]
+
+
+def aten_pad(x, pad, value=0.0):
+    """aten.constant_pad_nd: torch's pad list runs from the last dim backwards; negative widths crop."""
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return lax.pad(x, jnp.asarray(value, x.dtype), [(lo, hi, 0) for lo, hi in widths])
+
+
+def aten_pad_mode(x, pad, mode):
+    """aten.reflection_pad{1,2,3}d / replication_pad{2,3}d on the last len(pad) // 2 dims."""
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return jnp.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge"}[mode])
+
+
+def aten_addmm(bias, a, b, beta=1, alpha=1):
+    """aten.addmm: beta * bias + alpha * (a @ b)."""
+    y = a @ b
+    y = y if alpha == 1 else y * alpha
+    return y + (bias if beta == 1 else bias * beta)
+
+
+def aten_convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    """aten.convolution on torch's (N, C, *spatial) layout: any spatial rank, groups, dilation,
+    and the transposed conv as the gradient of a conv (input dilated by the stride, kernel flipped)."""
+    nd = x.ndim - 2
+    spatial = "DHW"[-nd:] if nd <= 3 else None
+    dn = ("NC" + spatial, "OI" + spatial, "NC" + spatial)
+    w = weight.astype(x.dtype)
+    if not transposed:
+        y = lax.conv_general_dilated(x, w, tuple(stride), [(p, p) for p in padding], rhs_dilation=tuple(dilation),
+                                     dimension_numbers=dn, feature_group_count=groups)
+    else:
+        cin, cout_g = w.shape[0], w.shape[1]
+        k = w.shape[2:]
+        # (Cin, Cout/g, *k) -> (Cout, Cin/g, *k), flipped spatially
+        w = w.reshape((groups, cin // groups, cout_g) + k)
+        w = jnp.swapaxes(w, 1, 2).reshape((groups * cout_g, cin // groups) + k)
+        w = jnp.flip(w, axis=tuple(range(2, 2 + nd)))
+        pads = [(d * (kk - 1) - p, d * (kk - 1) - p + op) for kk, p, d, op in zip(k, padding, dilation, output_padding)]
+        y = lax.conv_general_dilated(x, w, (1,) * nd, pads, lhs_dilation=tuple(stride), rhs_dilation=tuple(dilation),
+                                     dimension_numbers=dn, feature_group_count=groups)
+    if bias is not None:
+        y = y + bias.astype(y.dtype).reshape((1, -1) + (1,) * nd)
+    return y
+
+
+def aten_window_pads(sizes, kernel, stride, padding, dilation, ceil_mode):
+    """(low, high) reduce_window padding of the trailing dims for torch's pooling windows."""
+    out = []
+    for size, k, s, p, d in zip(sizes, kernel, stride, padding, dilation):
+        n = pool_out_size(size, k, s, p, d, ceil_mode)
+        out.append((p, max((n - 1) * s + d * (k - 1) + 1 - size - p, 0)))
+    return out
+
+
+def aten_pool_args(x, kernel, stride, padding, dilation, nd):
+    """Kernel, stride (empty: the kernel), padding and dilation of an nd pooling as nd-tuples."""
+    def full(v, default):
+        v = default if v is None or (not isinstance(v, int) and len(v) == 0) else v
+        return (int(v),) * nd if isinstance(v, int) else tuple(int(a) for a in v) * (nd if len(v) == 1 else 1)
+    kernel = full(kernel, 1)
+    return kernel, full(stride, kernel), full(padding, 0), full(dilation, 1)
+
+
+def aten_max_pool(x, kernel, stride=(), padding=0, dilation=1, ceil_mode=False, nd=2):
+    """aten.max_pool{2,3}d_with_indices' values on the trailing nd dims (-inf padding, torch's windows)."""
+    kernel, stride, padding, dilation = aten_pool_args(x, kernel, stride, padding, dilation, nd)
+    lead = x.ndim - nd
+    pads = aten_window_pads(x.shape[lead:], kernel, stride, padding, dilation, ceil_mode)
+    return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1,) * lead + kernel, (1,) * lead + stride,
+                             [(0, 0)] * lead + pads, window_dilation=(1,) * lead + dilation)
+
+
+def aten_avg_pool(x, kernel, stride=(), padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None,
+                  nd=2):
+    """aten.avg_pool{2,3}d on the trailing nd dims: torch's divisors (padding counted when
+    count_include_pad, ceil_mode's overhang never)."""
+    kernel, stride, padding, _ = aten_pool_args(x, kernel, stride, padding, 1, nd)
+    lead = x.ndim - nd
+    pads = aten_window_pads(x.shape[lead:], kernel, stride, padding, (1,) * nd, ceil_mode)
+    win, strides = (1,) * lead + kernel, (1,) * lead + stride
+    total = lax.reduce_window(x, np.array(0, x.dtype), lax.add, win, strides, [(0, 0)] * lead + pads)
+    if divisor_override:
+        return total / divisor_override
+    ones = np.ones(x.shape[lead:], np.float64)
+    if count_include_pad:
+        ones = np.pad(ones, [(p, p) for p in padding], constant_values=1.0)
+        extra = [(0, max(hi - p, 0)) for (_, hi), p in zip(pads, padding)]
+    else:
+        extra = pads
+    ones = np.pad(ones, extra)
+    div = ones
+    for i, (k, s) in enumerate(zip(kernel, stride)):  # window sums along each dim in turn
+        c = np.cumsum(np.concatenate([np.zeros_like(np.take(div, [0], axis=i)), div], axis=i), axis=i)
+        n = (div.shape[i] - k) // s + 1
+        div = np.take(c, np.arange(n) * s + k, axis=i) - np.take(c, np.arange(n) * s, axis=i)
+    return total / jnp.asarray(div, x.dtype)
+
+
+def aten_adaptive_avg_pool(x, output_size):
+    """aten._adaptive_avg_pool{2,3}d on the trailing dims: torch's bins [floor(i*L/out), ceil((i+1)*L/out))."""
+    nd = len(output_size)
+    for j, out in enumerate(output_size):
+        axis = x.ndim - nd + j
+        parts = [jnp.mean(lax.slice_in_dim(x, a, b, axis=axis), axis=axis, keepdims=True)
+                 for a, b in _bins(x.shape[axis], out)]
+        x = jnp.concatenate(parts, axis=axis)
+    return x
+
+
+def aten_adaptive_max_pool(x, output_size):
+    """aten.adaptive_max_pool2d's values on the trailing dims (torch's bins)."""
+    nd = len(output_size)
+    for j, out in enumerate(output_size):
+        axis = x.ndim - nd + j
+        x = jnp.concatenate([jnp.max(lax.slice_in_dim(x, a, b, axis=axis), axis=axis, keepdims=True)
+                             for a, b in _bins(x.shape[axis], out)], axis=axis)
+    return x
+
+
+def aten_upsample(x, output_size, scales, mode, align_corners=False):
+    """aten.upsample_{nearest,bilinear}2d (.vec and .default) on (N, C, H, W): torch's size and index rules."""
+    hw = x.shape[-2:]
+    scales = tuple(scales) if scales else (None, None)
+    out = tuple(output_size) if output_size else tuple(int(math.floor(s * f)) for s, f in zip(hw, scales))
+    y = jnp.transpose(x, (0, 2, 3, 1))
+    y = upsample_nearest(y, out, scales) if mode == "nearest" else upsample_bilinear(y, out, scales, align_corners)
+    return jnp.transpose(y, (0, 3, 1, 2))
+
+
+def aten_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """aten.native_layer_norm: (out, mean, rstd) over the last len(normalized_shape) dims."""
+    axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    rstd = lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True) + eps)
+    y = (x - mean) * rstd
+    y = y if weight is None else y * weight.astype(y.dtype)
+    return (y if bias is None else y + bias.astype(y.dtype)), mean, rstd
+
+
+def aten_group_norm(x, weight, bias, n, c, hw, groups, eps):
+    """aten.native_group_norm on (N, C, *): (out, mean (N, G), rstd (N, G))."""
+    g = x.reshape(n, groups, -1)
+    mean = jnp.mean(g, axis=2, keepdims=True)
+    rstd = lax.rsqrt(jnp.mean(jnp.square(g - mean), axis=2, keepdims=True) + eps)
+    y = ((g - mean) * rstd).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    y = y if weight is None else y * weight.astype(y.dtype).reshape(shape)
+    y = y if bias is None else y + bias.astype(y.dtype).reshape(shape)
+    return y, mean.reshape(n, groups), rstd.reshape(n, groups)
+
+
+def aten_batch_norm(x, weight, bias, mean, var, eps, batch_stats):
+    """aten batch norm on (N, C, *): running statistics, or the batch's (biased variance) when
+    `batch_stats`; returns (out, saved mean, saved rstd) as torch does (empty with running stats)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if batch_stats:
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean.reshape(shape)), axis=axes)
+    rstd = lax.rsqrt(var.astype(x.dtype) + eps)
+    y = (x - mean.astype(x.dtype).reshape(shape)) * rstd.reshape(shape)
+    y = y if weight is None else y * weight.astype(y.dtype).reshape(shape)
+    y = y if bias is None else y + bias.astype(y.dtype).reshape(shape)
+    saved = (mean, rstd) if batch_stats else (jnp.zeros((0,), x.dtype), jnp.zeros((0,), x.dtype))
+    return (y, *saved)
+
+
+def aten_embedding(weight, indices):
+    """aten.embedding: rows of weight."""
+    return jnp.take(weight, indices, axis=0)
+
+
+def aten_cdist(a, b, p=2.0):
+    """aten._cdist_forward: p-norm distances between the rows of a and b (batched)."""
+    d = jnp.abs(a[..., :, None, :] - b[..., None, :, :])
+    if p == float("inf"):
+        return jnp.max(d, axis=-1)
+    if p == 0:
+        return jnp.sum((d != 0).astype(a.dtype), axis=-1)
+    return jnp.sum(d ** p, axis=-1) ** (1.0 / p)
+
+
+def aten_pdist(x, p=2.0):
+    """aten._pdist_forward: distances of the row pairs i < j, row-major."""
+    i, j = np.triu_indices(x.shape[0], 1)
+    return aten_cdist(x[i][:, None, :], x[j][:, None, :], p)[:, 0, 0]
+
+
+def aten_grid_sample(x, grid, interpolation, padding, align_corners):
+    """aten.grid_sampler_2d, bilinear (0) or nearest (1), zeros (0) / border (1) padding."""
+    n, c, h, w = x.shape
+
+    def unnormalize(v, size):
+        return ((v + 1) / 2) * (size - 1) if align_corners else ((v + 1) * size - 1) / 2
+
+    gx, gy = unnormalize(grid[..., 0], w), unnormalize(grid[..., 1], h)
+    if padding == 1:
+        gx, gy = jnp.clip(gx, 0, w - 1), jnp.clip(gy, 0, h - 1)
+    batch = jnp.arange(n)[:, None, None]
+
+    def tap(iy, ix):
+        ok = (ix >= 0) & (ix <= w - 1) & (iy >= 0) & (iy <= h - 1)
+        v = x[batch, :, jnp.clip(iy, 0, h - 1), jnp.clip(ix, 0, w - 1)]  # (N, Ho, Wo, C)
+        return jnp.where(ok[..., None], v, 0)
+
+    if interpolation == 1:
+        out = tap(jnp.round(gy).astype(jnp.int32), jnp.round(gx).astype(jnp.int32))
+    else:
+        x0, y0 = jnp.floor(gx), jnp.floor(gy)
+        fx, fy = (gx - x0)[..., None], (gy - y0)[..., None]
+        x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+        out = (tap(y0, x0) * (1 - fx) * (1 - fy) + tap(y0, x0 + 1) * fx * (1 - fy)
+               + tap(y0 + 1, x0) * (1 - fx) * fy + tap(y0 + 1, x0 + 1) * fx * fy)
+    return jnp.transpose(out, (0, 3, 1, 2))
+
+
+def aten_max_pool_with_indices(x, kernel, stride=(), padding=0, dilation=1, ceil_mode=False, nd=2):
+    """aten.max_pool{2,3}d_with_indices as (values, None): the port refuses a read of the indices."""
+    return aten_max_pool(x, kernel, stride, padding, dilation, ceil_mode, nd), None
+
+
+def aten_adaptive_max_pool_with_indices(x, output_size):
+    """aten.adaptive_max_pool2d as (values, None): the port refuses a read of the indices."""
+    return aten_adaptive_max_pool(x, output_size), None
+
+
+def aten_no_dropout(x):
+    """aten.native_dropout with train False: (x, an all-true mask)."""
+    return x, jnp.ones(x.shape, bool)
+
+
+def aten_batch_norm_functional(x, weight, bias, mean, var, training, momentum, eps):
+    """aten._native_batch_norm_legit_functional: (out, saved mean, saved rstd, new running mean, new running
+    var); in training the batch's statistics normalise and update the running ones (unbiased variance)."""
+    if not training:
+        return (*aten_batch_norm(x, weight, bias, mean, var, eps, False), mean, var)
+    y, bmean, rstd = aten_batch_norm(x, weight, bias, None, None, eps, True)
+    n = x.size // x.shape[1]
+    bvar = jnp.mean(jnp.square(x - bmean.reshape((1, -1) + (1,) * (x.ndim - 2))), axis=(0,) + tuple(range(2, x.ndim)))
+    new_mean = (1 - momentum) * mean + momentum * bmean
+    new_var = (1 - momentum) * var + momentum * bvar * n / max(n - 1, 1)
+    return y, bmean, rstd, new_mean, new_var
+
+
+def aten_col2im(x, output_size, kernel, dilation, padding, stride):
+    """aten.col2im (F.fold): the (N, C*kh*kw, L) blocks summed back into (N, C, H, W)."""
+    batched = x.ndim == 3
+    x = x if batched else x[None]
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw), (h, w) = kernel, dilation, padding, stride, output_size
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    n, c = x.shape[0], x.shape[1] // (kh * kw)
+    blocks = x.reshape(n, c, kh, kw, oh, ow)
+    out = jnp.zeros((n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out = out.at[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw].add(
+                blocks[:, :, i, j])
+    out = out[:, :, ph:ph + h, pw:pw + w]
+    return out if batched else out[0]
+
+
+def aten_masked(values, mask):
+    """The outputs of a backward op its output_mask asks for (None for the others, as torch returns)."""
+    return tuple(v if keep else None for v, keep in zip(values, mask))
+
+
+def aten_convolution_backward(grad, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
+                              groups, output_mask):
+    """aten.convolution_backward: (grad input, grad weight, grad bias) of `aten_convolution`."""
+    def conv(a, b):
+        return aten_convolution(a, b, None, stride, padding, dilation, transposed, output_padding, groups)
+
+    _, vjp = jax.vjp(conv, x, weight.astype(x.dtype))
+    gx, gw = vjp(grad.astype(x.dtype))
+    gb = jnp.sum(grad, axis=(0,) + tuple(range(2, grad.ndim)))
+    return aten_masked((gx, gw, gb), output_mask)
+
+
+def aten_avg_pool_backward(grad, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override, nd=2):
+    """aten.avg_pool2d_backward: the gradient of `aten_avg_pool` with respect to its input."""
+    _, vjp = jax.vjp(lambda a: aten_avg_pool(a, kernel, stride, padding, ceil_mode, count_include_pad,
+                                             divisor_override, nd), x)
+    return vjp(grad.astype(x.dtype))[0]
+
+
+def aten_max_pool_backward(grad, x, kernel, stride, padding, dilation, ceil_mode, nd=2):
+    """aten.max_pool2d_with_indices_backward: each window's gradient to its (first) maximum."""
+    _, vjp = jax.vjp(lambda a: aten_max_pool(a, kernel, stride, padding, dilation, ceil_mode, nd), x)
+    return vjp(grad.astype(x.dtype))[0]
+
+
+def aten_adaptive_avg_pool_backward(grad, x):
+    """aten._adaptive_avg_pool2d_backward: the gradient of `aten_adaptive_avg_pool`."""
+    _, vjp = jax.vjp(lambda a: aten_adaptive_avg_pool(a, grad.shape[-2:]), x)
+    return vjp(grad.astype(x.dtype))[0]
+
+
+def aten_norm_backward(grad, x, mean, rstd, weight, axes, channel_shape):
+    """Layer and group norm backward from the saved mean and rstd (normalised over `axes` of x viewed as
+    the saved statistics' grouping): (grad input, grad weight, grad bias)."""
+    xhat = (x - mean) * rstd
+    g = grad if weight is None else grad * weight.astype(x.dtype).reshape(channel_shape)
+    dx = rstd * (g - jnp.mean(g, axis=axes, keepdims=True) - xhat * jnp.mean(g * xhat, axis=axes, keepdims=True))
+    return dx, xhat
+
+
+def aten_layer_norm_backward(grad, x, normalized_shape, mean, rstd, weight, bias, output_mask):
+    """aten.native_layer_norm_backward over the last len(normalized_shape) dims."""
+    k = len(normalized_shape)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    dx, xhat = aten_norm_backward(grad, x, mean, rstd, weight, axes, tuple(normalized_shape))
+    batch = tuple(range(x.ndim - k))
+    return aten_masked((dx, jnp.sum(grad * xhat, axis=batch), jnp.sum(grad, axis=batch)), output_mask)
+
+
+def aten_group_norm_backward(grad, x, mean, rstd, weight, n, c, hw, groups, output_mask):
+    """aten.native_group_norm_backward on (N, C, *) with the saved (N, G) mean and rstd."""
+    shape = x.shape
+    gx = x.reshape(n, groups, c // groups, -1)
+    gg = grad.reshape(n, groups, c // groups, -1)
+    w = None if weight is None else weight.reshape(groups, c // groups, 1)
+    dx, xhat = aten_norm_backward(gg, gx, mean.reshape(n, groups, 1, 1), rstd.reshape(n, groups, 1, 1), w,
+                                  (2, 3), (1, groups, c // groups, 1))
+    dw = jnp.sum(gg * xhat, axis=(0, 3)).reshape(c)
+    return aten_masked((dx.reshape(shape), dw, jnp.sum(gg, axis=(0, 3)).reshape(c)), output_mask)
+
+
+def aten_embedding_backward(grad, indices, num_weights, padding_idx=-1, scale_grad_by_freq=False):
+    """aten.embedding_dense_backward: each row's gradient summed per index (padding_idx's stays 0)."""
+    flat = indices.reshape(-1)
+    g = grad.reshape(flat.shape[0], -1)
+    if scale_grad_by_freq:
+        counts = jnp.zeros((num_weights,), g.dtype).at[flat].add(1)
+        g = g / counts[flat][:, None]
+    if padding_idx >= 0:
+        g = jnp.where((flat == padding_idx)[:, None], 0, g)
+    return jnp.zeros((num_weights, g.shape[1]), g.dtype).at[flat].add(g)

@@ -10,10 +10,17 @@ class Supported:
     modules: tuple[str, ...]
     functions: tuple[str, ...]
     methods: tuple[str, ...]
+    aten: tuple[int, int, tuple[str, ...]] = (0, 0, ())
+    """Core ATen overloads with a rule, in total, and the missing ones: the path of modules with no rule."""
 
     def __str__(self) -> str:
-        return "\n".join([f"modules:   {', '.join(self.modules)}", f"functions: {', '.join(self.functions)}",
-                          f"methods:   {', '.join('Tensor.' + m for m in self.methods)}"])
+        lines = [f"modules:   {', '.join(self.modules)}", f"functions: {', '.join(self.functions)}",
+                 f"methods:   {', '.join('Tensor.' + m for m in self.methods)}"]
+        covered, total, missing = self.aten
+        if total:
+            lines.append(f"other modules: lowered to Core ATen, {covered} of its {total} overloads have a rule "
+                         f"({100 * covered / total:.0f}%); missing: {', '.join(missing)}")
+        return "\n".join(lines)
 
 
 def supported() -> Supported:
@@ -26,5 +33,9 @@ def supported() -> Supported:
                   "operator." if mod in ("_operator", "operator") else "" if mod == "builtins" else "torch.")
         return prefix + name
 
+    from parity.port.aten import coverage
+
+    covered, total, missing = coverage()
     return Supported(tuple(f"nn.{c.__name__}" for c in module_rules()),
-                     tuple(sorted({fname(f) for f in FUNCTION_RULES})), tuple(sorted(METHOD_RULES)))
+                     tuple(sorted({fname(f) for f in FUNCTION_RULES})), tuple(sorted(METHOD_RULES)),
+                     (covered, total, tuple(missing)))
