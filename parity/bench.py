@@ -42,6 +42,10 @@ class BenchConfig:
 
     model: str | None = None
     """A ModelConfig JSON file to time instead of the default model (e.g. docs/experiments/arch_seed.json)."""
+    torch_model: str | None = None
+    """A PyTorch classifier to time instead, `pkg.module:factory` (the trainers' --torch-model): torch rows
+    step the module itself, JAX rows its port (`parity.port`, the model.py `flax_cnn.train --torch-model`
+    trains). GFLOP/s and fractions of peak are left out: MACs are computed for ModelConfig nets only."""
     batch_size: tuple[int, ...] = (128,)
     """Batch sizes to time."""
     steps: int = 10
@@ -170,6 +174,56 @@ def _set_precision(tf32: bool) -> None:
 Step = tuple[Callable[[], None], Callable[[], None], str, Callable[[], dict]]
 
 
+@dataclass
+class TorchModel:
+    """`--torch-model`: the factory's module for the torch rows, its emitted port for the JAX rows (each row
+    builds a fresh one: a step donates or updates what it is given)."""
+
+    spec: str
+    emitted_dir: Path | None = None  # set by port(), after JAX's devices are configured
+
+    def torch_module(self):
+        from torch_ref.model import build_torch_model
+
+        return build_torch_model(self.spec, seed=0)
+
+    def flax_module(self):
+        from flax_cnn.model.emitted import EmittedModel
+
+        return EmittedModel(self.emitted_dir / "model.py").build()
+
+
+    def port(self) -> None:
+        """Port the module into a temporary folder (this initialises JAX); one line and exit 2 if it cannot be."""
+        import tempfile
+
+        import torch
+
+        from parity.port import port
+
+        out = Path(tempfile.mkdtemp(prefix="parity_bench_port_"))
+        try:
+            x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+            port(self.torch_module(), x, out_dir=out)
+        except ValueError as e:  # PortError
+            print(f"python -m parity.bench: error: --torch-model {self.spec}: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        self.emitted_dir = out
+
+
+def load_torch_model(spec: str) -> TorchModel:
+    """Build it once to check it (one line and exit 2 if the factory fails or its output is not (N, 10))."""
+    from flax_cnn.model.config import ConfigError
+    from torch_ref.model import build_torch_model
+
+    try:
+        build_torch_model(spec, seed=0)
+    except ConfigError as e:
+        print(f"python -m parity.bench: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return TorchModel(spec)
+
+
 def load_model_config(path: str | None):
     """The ModelConfig of `--model` (default: `ModelConfig()`), read as the trainers read theirs; a bad
     file stops the benchmark with the trainers' one line."""
@@ -196,7 +250,8 @@ def jax_step(batch: int, n_devices: int, precision: str = "fp32", model_config=N
     from flax_cnn.training.step import Model, init_state, make_train_step
 
     mesh = devices.make_mesh(n_devices)
-    model = Model.split(build_model(model_config))
+    module = model_config.flax_module() if isinstance(model_config, TorchModel) else build_model(model_config)
+    model = Model.split(module)
     tx = optim.adam(np.full(10_000, 1e-3), weight_decay=1e-4)
     step = make_train_step(model, tx, label_smoothing=0.1, compute_dtype=compute_dtype(precision))
     rng = np.random.default_rng(0)
@@ -233,7 +288,8 @@ def torch_step(batch: int, compiled: bool, precision: str = "fp32", model_config
     import torch_ref
     from torch_ref.precision import autocast
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = torch_ref.build_model(model_config, seed=0).to(dev).train()
+    model = (model_config.torch_module() if isinstance(model_config, TorchModel)
+             else torch_ref.build_model(model_config, seed=0)).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     fwd = torch.compile(model) if compiled else model
     g = torch.Generator().manual_seed(0)
@@ -303,18 +359,21 @@ def _on_gpu() -> bool:
     return jax.default_backend() == "gpu"
 
 
-def step_flops(batch: int, model_config=None) -> float:
-    """FLOP of one train step (default model unless given): 2 per forward MAC, 4 per backward MAC (input and weight)."""
+def step_flops(batch: int, model_config=None) -> float | None:
+    """FLOP of one train step (default model unless given): 2 per forward MAC, 4 per backward MAC (input and weight);
+    None for a --torch-model (no MAC count)."""
     from flax_cnn.model import analysis
     from flax_cnn.model.config import ModelConfig
 
+    if isinstance(model_config, TorchModel):
+        return None
     return 6.0 * analysis.macs(model_config or ModelConfig()) * batch
 
 
 def add_fractions(rows: list[Row], peaks: dict[str, dict], model_config=None) -> None:
     """Each step row's achieved GFLOP/s and its fraction of its own framework and precision's peak."""
     for r in rows:
-        if r.framework not in VARIANTS:
+        if r.framework not in VARIANTS or step_flops(r.batch_size, model_config) is None:
             continue
         r.gflops = round(step_flops(r.batch_size, model_config) / (r.step_ms_median / 1e3) / 1e9, 3)
         name = VARIANTS[r.framework].peak
@@ -457,7 +516,10 @@ def peak_table(peaks: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     cfg = tyro.cli(BenchConfig, args=argv, prog="python -m parity.bench")
-    model_config = load_model_config(cfg.model)  # a bad file fails before anything is timed
+    if cfg.model and cfg.torch_model:
+        raise SystemExit("python -m parity.bench: --model and --torch-model exclude each other")
+    # a bad file or factory fails before anything is timed
+    model_config = load_torch_model(cfg.torch_model) if cfg.torch_model else load_model_config(cfg.model)
     import jax
 
     from flax_cnn.runtime.devices import physical_cores
@@ -465,9 +527,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(cfg.threads or physical_cores())
     _set_precision(cfg.tf32)
+    if isinstance(model_config, TorchModel):
+        model_config.port()
     info = machine(cfg)
     info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
-    print(f"model: {cfg.model or 'ModelConfig() (the default)'}, {step_flops(1, model_config) / 1e6:.1f} MFLOP per image and step")
+    if cfg.torch_model:
+        print(f"model: {cfg.torch_model} (torch rows: the module; JAX rows: its port, "
+              f"{model_config.emitted_dir}/model.py)")
+    else:
+        print(f"model: {cfg.model or 'ModelConfig() (the default)'}, {step_flops(1, model_config) / 1e6:.1f} MFLOP per image and step")
     print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores, load average {info['load_average_start'][0]}; "
           f"jax {info['jax']} ({len(info['jax_devices'])} "
           f"{info['jax_backend']} devices), torch {info['torch']} ({info['torch_threads']} threads); "
@@ -497,8 +565,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({info['cores']} cores)")
     if cfg.json:
         Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
-                                              "model_config": model_config.to_dict(), "peaks": peak_results,
-                                              "step_gflop": {b: step_flops(b, model_config) / 1e9 for b in cfg.batch_size},
+                                              "model_config": None if cfg.torch_model else model_config.to_dict(),
+                                              "torch_model": cfg.torch_model, "peaks": peak_results,
+                                              "step_gflop": None if cfg.torch_model else
+                                              {b: step_flops(b, model_config) / 1e9 for b in cfg.batch_size},
                                               "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
     if cfg.plot:
         plot(rows, Path(cfg.plot), f"train step, {info['cpu']} ({info['isa']})")

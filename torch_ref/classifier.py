@@ -6,12 +6,20 @@ import numpy as np
 import torch
 
 from flax_cnn.inference.run_dir import RunDir
-from torch_ref.model import build_model
+from torch_ref.model import build_model, build_torch_model
 from torch_ref.weights import load_weights
 
 
 def load_classifier(run: RunDir, which: str = "final"):
-    model = build_model(run.model_config)
+    if run.config.torch_model:
+        model = build_torch_model(run.config.torch_model, num_classes=len(run.class_names))
+    elif run.config.flax_model:
+        from flax_cnn.model.config import ConfigError
+
+        raise ConfigError(f"--checkpoint {run.path}: trained an emitted Flax model (--flax-model "
+                          f"{run.config.flax_model}) and names no torch model; use python -m flax_cnn.evaluate")
+    else:
+        model = build_model(run.model_config)
     load_weights(model, run.weights(which))
     model.eval()
 

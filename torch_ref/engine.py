@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from flax_cnn.model.config import ConfigError
 from flax_cnn.training.config import TrainConfig
 from torch_ref import checkpoint
-from torch_ref.model import build_model
+from torch_ref.model import build_model, build_torch_model
 from torch_ref.optim import make_optimizer, make_scheduler
 from torch_ref.precision import autocast
 from torch_ref.weights import load_weights, save_weights
@@ -42,9 +42,16 @@ class TorchEngine:
                               "albumentations and none")
         if cfg.num_processes > 1:
             raise ConfigError("--num-processes > 1 is a JAX multi-process run; the torch trainer runs in one process")
+        if cfg.flax_model:
+            raise ConfigError("--flax-model is an emitted Flax model for the JAX trainer; the torch trainer "
+                              "takes the original with --torch-model pkg.mod:factory")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model_config(), seed=cfg.seed)
+        if cfg.torch_model:
+            self.model = build_torch_model(cfg.torch_model, seed=cfg.seed,
+                                           num_classes=cfg.model_config().num_classes)
+        else:
+            self.model = build_model(cfg.model_config(), seed=cfg.seed)
         if cfg.init_from:
             load_weights(self.model, cfg.init_from)
         self.model.to(self.device).train()

@@ -77,3 +77,44 @@ def build_model(config: ModelConfig | None = None, *, seed: int | None = None) -
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return CNN(config)
+
+
+def build_torch_model(spec: str, *, seed: int | None = None, num_classes: int = 10, input_size: int = 32,
+                      in_channels: int = 3) -> nn.Module:
+    """`--torch-model pkg.mod:factory`: the user's module (train mode), built with torch seeded by `seed`
+    as `python -m parity port --seed` builds it (so both twins start from the same weights).
+
+    ConfigError (one line) if the factory cannot be loaded or raises, returns no nn.Module, or the
+    module's eval-mode output for a (2, C, H, W) batch is not (2, num_classes) logits."""
+    from flax_cnn.model.config import ConfigError
+    from flax_cnn.runtime.factory import first_line, load_factory
+
+    try:
+        factory = load_factory(spec, flag="--torch-model")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    shape = (2, in_channels, input_size, input_size)
+    with torch.random.fork_rng():
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            model = factory()
+        except Exception as e:
+            raise ConfigError(f"--torch-model {spec!r}: calling it failed "
+                              f"({type(e).__name__}: {first_line(e)})") from None
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"--torch-model {spec}: returned {type(model).__name__}, not a torch.nn.Module")
+        model.eval()
+        try:
+            with torch.no_grad():
+                y = model(torch.zeros(shape))
+        except Exception as e:
+            raise ConfigError(f"--torch-model {spec}: the model rejects a {shape} NCHW input "
+                              f"({type(e).__name__}: {first_line(e)})") from None
+        finally:
+            model.train()
+    got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+    if got != (2, num_classes):
+        raise ConfigError(f"--torch-model {spec}: its output for a {shape} NCHW input is {got}, not "
+                          f"(N, {num_classes}) class logits")
+    return model

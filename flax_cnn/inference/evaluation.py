@@ -142,7 +142,7 @@ def predict_main(load_classifier: Loader, argv: list[str] | None, prog: str) -> 
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     failed = 0
-    size = run.model_config.input_size
+    size = run.model_config.input_size if run.model_config is not None else 32
     for path in pcfg.images:
         try:
             img, note = load_image(path, size)

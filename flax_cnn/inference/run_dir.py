@@ -7,7 +7,7 @@ accuracy), so a run of either twin can be evaluated by the other.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flax_cnn.model.config import ConfigError, ModelConfig
@@ -23,9 +23,10 @@ WEIGHTS = {"final": "model.safetensors", "best": "best.safetensors"}
 class RunDir:
     path: Path
     config: TrainConfig
-    model_config: ModelConfig
+    model_config: ModelConfig | None  # None for a --torch-model / --flax-model run
     stats: ChannelStats
     class_names: tuple[str, ...]
+    model_files: dict = field(default_factory=dict)  # config.json's records of those models' files
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -40,14 +41,18 @@ class RunDir:
         data = read_json(p / "data.json", what="--checkpoint")
         try:
             cfg = TrainConfig.from_dict(raw)
-            mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else cfg.model_config()
+            if cfg.flax_model or cfg.torch_model:  # an external model: no ModelConfig (model_files instead)
+                mcfg = None
+            else:
+                mcfg = ModelConfig.from_dict(raw["model_config"]) if "model_config" in raw else cfg.model_config()
+            model_files = raw.get("model_files") or {}
         except (ValueError, TypeError, KeyError, AttributeError, OSError) as e:
             raise FileError(f"--checkpoint {p / 'config.json'}: not a run's configuration ({one_line(e)})") from None
         try:
             stats, names = ChannelStats.from_dict(data["stats"]), tuple(data["class_names"])
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise FileError(f"--checkpoint {p / 'data.json'}: not a run's data description ({one_line(e)})") from None
-        return cls(p, cfg, mcfg, stats, names)
+        return cls(p, cfg, mcfg, stats, names, model_files)
 
     def weights(self, which: str = "final") -> Path:
         if which not in WEIGHTS:

@@ -31,9 +31,18 @@ class JaxEngine:
 
     def __init__(self, cfg: TrainConfig, *, steps_per_epoch: int, out: Path,
                  augment: Callable | None = None):
-        module = build_model(cfg.model_config(), seed=cfg.seed)
-        if cfg.init_from:
-            load_weights(module, cfg.init_from)
+        self.emitted = None
+        if cfg.flax_model:  # an emitted model.py: its load() weights, or --init-from through its own load(path)
+            from flax_cnn.model.emitted import EmittedModel
+
+            flag = f"--torch-model {cfg.torch_model}, ported to" if cfg.torch_model else "--flax-model"
+            self.emitted = EmittedModel(cfg.flax_model, flag=flag)
+            module = self.emitted.build(cfg.init_from)
+            self.emitted.check_output(module, num_classes=cfg.model_config().num_classes)
+        else:
+            module = build_model(cfg.model_config(), seed=cfg.seed)
+            if cfg.init_from:
+                load_weights(module, cfg.init_from)
         self.module = module
         self.model = Model.split(module)
         self.lr_table, beta1_table = schedules.tables(cfg, steps_per_epoch)
@@ -139,7 +148,10 @@ class JaxEngine:
 
     def export_weights(self, path: Path) -> None:
         self._sync_module()
-        save_weights(self.module, path)
+        if self.emitted is not None:
+            self.emitted.save(self.module, path)  # the file's own save: torch naming, as the original's state_dict
+        else:
+            save_weights(self.module, path)
 
     def num_params(self) -> int:
         return num_params(self.module)

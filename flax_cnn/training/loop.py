@@ -18,7 +18,7 @@ import numpy as np
 
 from flax_cnn.model import analysis
 from flax_cnn.runtime import files
-from flax_cnn.training import report
+from flax_cnn.training import external, report
 from flax_cnn.training.run_data import RunData
 from flax_cnn.inference.run_dir import write_data_json
 from flax_cnn.training.config import TrainConfig
@@ -138,7 +138,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
         raise TrainingError(f"--out {out} already holds a run: pass --resume to continue it, or choose another --out")
     if engine.is_primary:
         out.mkdir(parents=True, exist_ok=True)
-        cfg.save(out / "config.json")
+        external.save_config(cfg, out / "config.json")
         write_data_json(out, data.stats, data.class_names)
         if start_epoch == 0 and start_step == 0:
             engine.export_weights(out / "init.safetensors")
@@ -219,7 +219,6 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
            wall: float, log=print) -> dict:
     """Final artefacts: weights, curves, confusion matrix, misclassified grid, summary table."""
     _, _, preds = engine.evaluate(data.test_batches())
-    mcfg = cfg.model_config()
     best = max(history, key=lambda r: r["test_accuracy"])
     summary = {
         "framework": engine.framework,
@@ -229,7 +228,8 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "best_epoch": best["epoch"],
         **({"final_test_accuracy_tta": history[-1]["test_accuracy_tta"]} if "test_accuracy_tta" in history[-1] else {}),
         "params": engine.num_params(),
-        "receptive_field": analysis.receptive_field(mcfg),
+        # a ModelConfig's own number; a ported model has none computed ("n/a")
+        "receptive_field": None if external.is_external(cfg) else analysis.receptive_field(cfg.model_config()),
         "wall_seconds": round(wall, 1),
         "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in history), 1),  # across resumes too
         "train_examples": data.n_train,
@@ -246,7 +246,8 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("final test accuracy", f"{100 * summary['final_test_accuracy']:.2f} %"),
         ("best test accuracy", f"{100 * summary['best_test_accuracy']:.2f} % (epoch {summary['best_epoch']})"),
         ("params", f"{summary['params']:,}"),
-        ("receptive field", f"{summary['receptive_field']} px"),
+        *([("model", external.describe(cfg))] if external.is_external(cfg) else []),
+        ("receptive field", "n/a" if summary["receptive_field"] is None else f"{summary['receptive_field']} px"),
         ("wall time", _hms(wall) if wall >= summary["epoch_seconds_total"]  # else resumed: this process only
          else f"{_hms(wall)} this process, {_hms(summary['epoch_seconds_total'])} all epochs"),
         ("run directory", str(out)),

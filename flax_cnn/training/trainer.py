@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flax_cnn.training import loop, run_data
+from flax_cnn.training import external, loop, run_data
 from flax_cnn.training.engine import JaxEngine
 from flax_cnn.training.config import TrainConfig
 
@@ -12,6 +12,9 @@ from flax_cnn.training.config import TrainConfig
 def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, log=print) -> dict:
     """Train and evaluate per `cfg` into `workdir` (default `cfg.out`); returns the summary."""
     out = Path(workdir or cfg.out)
+    cfg = external.prepare_jax(cfg, out, log=log)  # --torch-model: ported to OUT/ported/model.py first
+    if cfg.resume:
+        external.check_unchanged(cfg, out)
     data = run_data.prepare(cfg)
     augment = None
     if cfg.augment == "device":

@@ -6,13 +6,14 @@ exit status 0 when every parity check passes, 1 when one fails, 2 when the model
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
+
+from flax_cnn.runtime.factory import first_line as _first_line, load_factory as _load_factory
 
 PROG = "python -m parity.port"
 
@@ -39,29 +40,9 @@ class PortArgs:
 
 
 def load_factory(spec: str):
-    """The callable named by `pkg.module:factory` (ValueError naming what is wrong)."""
-    mod_name, sep, attr = spec.partition(":")
-    if not sep or not mod_name or not attr:
-        raise ValueError(f"--module {spec!r}: expected pkg.module:factory")
-    try:
-        obj = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"--module {spec!r}: cannot import {mod_name} ({e})") from e
-    except Exception as e:  # the file is there but broken: a syntax error, null bytes, an error it raises
-        where = f" in {e.filename}, line {e.lineno}" if isinstance(e, SyntaxError) and e.filename else ""
-        raise ValueError(f"--module {spec!r}: importing {mod_name} failed{where} "
-                         f"({type(e).__name__}: {_first_line(e)})") from e
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"--module {spec!r}: {mod_name} has no attribute {attr}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ValueError(f"--module {spec!r}: {attr} is not callable")
-    return obj
-
-
-def _first_line(e: BaseException) -> str:
-    return next((s.strip() for s in str(e).splitlines() if s.strip()), "")[:200]
+    """The callable named by `pkg.module:factory` (ValueError naming what is wrong); the trainers'
+    `--torch-model` uses the same loader (`flax_cnn.runtime.factory`)."""
+    return _load_factory(spec, flag="--module")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
