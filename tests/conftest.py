@@ -111,3 +111,15 @@ def train_data_dir(tmp_path_factory) -> str:
     if os.environ.get("FLAX_CNN_REQUIRE_REAL_DATA") == "1":
         pytest.fail(f"real CIFAR-10 required but not found at {d}")
     return str(write_binary_cifar(tmp_path_factory.mktemp("cifar")))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Zoo-sized nets gain nothing from torch's intra-op threads and lose much on a busy machine
+    (use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -8,36 +8,21 @@ each edits the emitted model.py, so the module under check is rebuilt from the e
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-
 import pytest
 import torch
 
-from parity.port import port
-from parity.port.build import import_source
 from parity.port.check import CHECK_FAMILIES, CheckInputs, run_checks
 from parity.suite import compiled
 from parity.suite.report import float64_agreement
+from tests import port_helpers
+from tests.port_helpers import mutated
 from tests.zoo import MODERN, MODERN_OUTPUT
 
-_PORTS: dict = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ported(name: str):
-    if name not in _PORTS:
-        torch.manual_seed(0)
-        model = MODERN[name]()
-        _PORTS[name] = model, port(model, torch.randn(2, 3, 32, 32))
-    return _PORTS[name]
+    return port_helpers.ported(MODERN, name)
 
 
 @pytest.mark.parametrize("name", list(MODERN))
@@ -64,21 +49,9 @@ def test_check_passes_at_batch_2(name):
         assert any("fixed standard-normal projection" in n for n in report.notes)
 
 
-def mutated(result, old: str, new: str, folder):
-    """`result` with its module rebuilt from model.py with `old` (which must occur) replaced by `new`."""
-    text = result.source
-    assert old in text, old
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.py").write_text(text.replace(old, new, 1))
-    shutil.copy(result.weights_path, folder / "model.safetensors")
-    module = import_source(folder / "model.py").load(folder / "model.safetensors")
-    module.train()
-    return dataclasses.replace(result, module=module, source_path=folder / "model.py")
-
-
 @pytest.mark.parametrize(("name", "old", "new", "where"), [
     ("unet_bilinear", "(2.0, 2.0), True)", "(2.0, 2.0), False)", "align_corners"),
-    ("bit_resnet", "gn1=GroupNorm(8, 16,", "gn1=GroupNorm(4, 16,", "group count"),
+    ("bit_resnet", "gn1=GroupNorm(8, 16)", "gn1=GroupNorm(4, 16)", "group count"),
     ("unet_transposed", "        w = w[::-1, ::-1]\n", "", "kernel not flipped"),
 ], ids=["bilinear-align-corners", "groupnorm-groups", "conv-transpose-unflipped"])
 def test_a_wrong_port_fails(name, old, new, where, tmp_path):

@@ -10,7 +10,6 @@ ReLU. The float32 verdict is the one under test (float64 would catch them trivia
 from __future__ import annotations
 
 import dataclasses
-import shutil
 
 import jax
 import numpy as np
@@ -20,9 +19,9 @@ import torch
 from flax_cnn.model.weights import KeyMapping
 from parity.port import port
 from parity.port import layers as pl
-from parity.port.build import import_source
 from parity.port.check import run_checks
 from parity.suite import compiled
+from tests.port_helpers import mutated
 from tests.zoo import ZOO
 
 SHAPE = (2, 3, 32, 32)
@@ -36,30 +35,13 @@ def fresh_compilations():
     compiled.clear()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ported(name: str):
     torch.manual_seed(0)
     model = ZOO[name]()
     return model, port(model, torch.randn(*SHAPE))
-
-
-def mutated(result, old: str, new: str, folder):
-    """`result` with its module rebuilt from model.py with `old` (which must occur) replaced by `new`."""
-    text = result.source
-    assert old in text, old
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.py").write_text(text.replace(old, new))
-    shutil.copy(result.weights_path, folder / "model.safetensors")
-    module = import_source(folder / "model.py").load(folder / "model.safetensors")
-    module.train()
-    return dataclasses.replace(result, module=module, source_path=folder / "model.py")
 
 
 class _TransposedKernel(KeyMapping):

@@ -15,30 +15,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from parity.port import port
 from parity.port.check import CHECK_FAMILIES, CheckInputs, run_checks
 from parity.suite.report import float64_agreement, format_table
+from tests import port_helpers
 from tests.zoo import ZOO
 
 NAMES = list(ZOO)
-_PORTS: dict = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Models this small gain nothing from torch's intra-op threads and lose much on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ported(name: str):
-    if name not in _PORTS:
-        torch.manual_seed(0)
-        model = ZOO[name]()
-        _PORTS[name] = model, port(model, torch.randn(2, 3, 32, 32))
-    return _PORTS[name]
+    return port_helpers.ported(ZOO, name)
 
 
 @pytest.mark.parametrize("name", NAMES)
