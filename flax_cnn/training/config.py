@@ -87,6 +87,15 @@ class TrainConfig:
     model: str | None = None
     """A ModelConfig JSON file describing another architecture (default: ModelConfig(), the
     wide separable GELU net; docs/experiments/arch_seed.json is the seed design)."""
+    torch_model: str | None = None
+    """Train this PyTorch classifier instead of a ModelConfig net: `pkg.module:factory`, a callable
+    taking no arguments (the loader of `python -m parity port --module`), called with torch seeded by
+    --seed. torch_ref.train builds it; flax_cnn.train ports it first (`python -m parity port` into
+    OUT/ported) and trains OUT/ported/model.py. --dropout and --model do not apply."""
+    flax_model: str | None = None
+    """JAX trainer, evaluate, predict: train the Flax NNX model of this `model.py` written by `python
+    -m parity port` (its load() weights are the initial ones unless --init-from). No torch needed.
+    config.json records its sha256; --resume refuses a changed file. --dropout and --model do not apply."""
     augment: Literal["albumentations", "device", "none"] = "albumentations"
     """Augmentation: albumentations on the CPU (grain workers), the JAX on-device path, or none."""
     aug: AugmentConfig = field(default_factory=lambda: RECIPE_AUGMENT)
@@ -213,3 +222,7 @@ def validate(cfg: TrainConfig, *, need_data_dir: bool = True) -> None:
         cfg.model_config()
     if cfg.init_from is not None:
         need(Path(cfg.init_from).is_file(), "init_from", f"{cfg.init_from} is not a file")
+    need(not (cfg.model and (cfg.torch_model or cfg.flax_model)), "model",
+         "a ModelConfig JSON cannot be combined with --torch-model or --flax-model")
+    if cfg.flax_model is not None:
+        need(Path(cfg.flax_model).is_file(), "flax_model", f"{cfg.flax_model} is not a file")
