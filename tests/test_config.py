@@ -15,7 +15,7 @@ def test_default_is_the_recipe_net():
     specs = [s for _, _, s in cfg.layers()]
     assert any(s.separable for s in specs) and any(s.dilation > 1 for s in specs)
     assert sum(s.stride == 2 for s in specs) == 3
-    assert cfg.activation == "gelu"
+    assert cfg.activation == "relu" and cfg.dropout > 0  # the brief's block: conv -> BN -> ReLU -> Dropout
     assert param_count(cfg) == 198_602 < 200_000
     assert receptive_field(cfg) == 99 > 44
     assert macs(cfg) == 25_099_744
@@ -27,9 +27,9 @@ def test_seed_design_keeps_its_numbers():
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("arch_seed.json", ModelConfig(blocks=SEED_BLOCKS, activation="relu")),
-    ("arch_all_separable_wide_gelu.json", ModelConfig()),  # the file the recipe's runs used
-    ("arch_all_separable_wide.json", ModelConfig(activation="relu")),
+    ("arch_seed.json", ModelConfig(blocks=SEED_BLOCKS, activation="relu", dropout=0.0)),
+    ("arch_all_separable_wide_gelu.json", ModelConfig(activation="gelu", dropout=0.0)),  # the GELU preset
+    ("arch_all_separable_wide.json", ModelConfig(dropout=0.0)),  # the default's layout and activation (f2, t)
 ])
 def test_experiment_files_are_the_named_designs(name, expected):
     path = Path(__file__).resolve().parents[1] / "docs" / "experiments" / name
