@@ -94,6 +94,13 @@ class BatchNorm2d(nnx.Module):
         return y.astype(dtype)
 
 
+def sharding_of(x):
+    """x's sharding when it lives on an explicit mesh, else None (no constraint)."""
+    s = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(s, "mesh", None)
+    return s if mesh is not None and not mesh.empty else None
+
+
 class Dropout(nnx.Module):
     """Inverted dropout with an explicit key (no hidden RNG state: runs resume bit-exactly)."""
 
@@ -105,7 +112,9 @@ class Dropout(nnx.Module):
             return x
         if key is None:
             raise ValueError("Dropout in train mode needs a PRNG key: call model(x, key=...)")
-        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        # Under an explicit 'data' mesh (multi-process runs) the mask must carry x's sharding: select
+        # refuses operands sharded differently (ShardingTypeError), so draw it sharded like x.
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape, out_sharding=sharding_of(x))
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 

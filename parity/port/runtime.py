@@ -592,7 +592,9 @@ def dropout(x, rate, deterministic, key, *, channels=False):
     if key is None:
         raise ValueError("dropout in train mode needs a PRNG key: call model(x, key=...)")
     shape = (x.shape[0], 1, 1, x.shape[3]) if channels else x.shape
-    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    sharding = getattr(jax.typeof(x), "sharding", None)  # multi-process meshes: the mask sharded like x
+    explicit = sharding is not None and getattr(sharding, "mesh", None) is not None and not sharding.mesh.empty
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape, out_sharding=sharding if explicit and not channels else None)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
@@ -1296,3 +1298,8 @@ def aten_embedding_backward(grad, indices, num_weights, padding_idx=-1, scale_gr
     if padding_idx >= 0:
         g = jnp.where((flat == padding_idx)[:, None], 0, g)
     return jnp.zeros((num_weights, g.shape[1]), g.dtype).at[flat].add(g)
+
+
+def aten_finfo(x, attr):
+    """`torch.finfo(x.dtype).<attr>` (eps, tiny, max, min) of the float x is computed in."""
+    return float(getattr(jnp.finfo(x.dtype), attr))
