@@ -190,14 +190,19 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
             raise _refuse(t, m, f"does not lower to Core ATen ({type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''})") from e
         _refuse_impossible(t, m, graphs[training], state_names, path, "train" if training else "eval")
+    for training in (False, True):  # an op with no rule is the first thing to name
+        for n in graphs[training].graph.nodes:
+            if n.op == "call_function" and n.target is not operator.getitem and _aten_name(n) not in ATEN_RULES:
+                raise _refuse(t, m, f"needs the ATen op {_aten_name(n)}, which has no rule (parity.port.aten)")
     if _signature(graphs[True]) != _signature(graphs[False]):
         first = next((f"{_aten_name(a)} / {_aten_name(b)}" for a, b in zip(graphs[True].graph.nodes,
                                                                                graphs[False].graph.nodes)
                       if _signature_of(a) != _signature_of(b)), "the output")
-        raise _refuse(t, m, f"lowers to different Core ATen ops in train and eval mode (first at {first}); the "
-                            "port keeps one graph for a leaf module")
+        raise _refuse(t, m, f"differs between train and eval mode (first at {first}); the port keeps one graph "
+                            "for a leaf module")
     gm = graphs[False]
     batch_sizes = _batch_sizes(m, state, inputs, rebuild, gm)
+    finfo = _dtype_constants(m, state, inputs, rebuild, gm)
 
     refs = [t.tensor(a, PLAIN) for a in tensor_nodes]  # the main node is current: layout notes name the module
     scope = {path: (path, type(m))}
@@ -233,10 +238,12 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
             name = _aten_name(n)
             rule = ATEN_RULES.get(name)
             if rule is None:
-                raise _refuse(t, m, f"lowers to the ATen op {name}, which has no rule (parity.port.aten)")
+                raise _refuse(t, m, f"needs the ATen op {name}, which has no rule (parity.port.aten)")
             p = _params(n)
             for key, fits in batch_sizes.get(n, {}).items():
                 p[key] = _batch_marked(p[key], fits, batch)
+            for key, attr in finfo.get(n, {}).items():
+                p[key] = _Finfo(attr, batch)
             rule(t, n, p)
         elif n.op == "output":
             out = n.args[0]
@@ -294,6 +301,53 @@ def _batch_sizes(m, state, inputs, rebuild, gm: fx.GraphModule) -> dict[fx.Node,
     return out
 
 
+_FINFO = ("eps", "tiny", "max", "min")
+
+
+def _dtype_constants(m, state, inputs, rebuild, gm: fx.GraphModule) -> dict[fx.Node, dict[str, str]]:
+    """{node: {argument: finfo attribute}} for the scalars that are `torch.finfo(dtype).eps` (tiny, max, min) of
+    the float the module runs in (RMSNorm's default eps): found by lowering again in float64. They become
+    `jnp.finfo(x.dtype)`'s, so the port run in float64 computes what torch's float64 twin does."""
+    if not inputs or not all(x.is_floating_point() for x in inputs):
+        return {}
+    try:
+        wide = _lower(m, [(n, v.double() if v.is_floating_point() else v) for n, v in state],
+                      [x.double() for x in inputs], rebuild, m.training)
+    except Exception:
+        return {}
+    ns, ws = list(gm.graph.nodes), list(wide.graph.nodes)
+    if len(ns) != len(ws) or any(a.op != b.op or a.target != b.target for a, b in zip(ns, ws)):
+        return {}
+    f32, f64 = torch.finfo(torch.float32), torch.finfo(torch.float64)
+    out: dict[fx.Node, dict[str, str]] = {}
+    for n, w in zip(ns, ws):
+        if n.op != "call_function" or not isinstance(n.target, torch._ops.OpOverload):
+            continue
+        pn, pw = _params(n), _params(w)
+        for key, v in pn.items():
+            if isinstance(v, float) and isinstance(pw.get(key), float) and v != pw[key]:
+                attr = next((a for a in _FINFO if v == float(getattr(f32, a)) and pw[key] == float(getattr(f64, a))),
+                            None)
+                if attr is not None:
+                    out.setdefault(n, {})[key] = attr
+    return out
+
+
+class _Finfo:
+    """A scalar the port computes from the input's float type: jnp.finfo(x.dtype).<attr>."""
+
+    def __init__(self, attr: str, ctx: "_BatchContext"):
+        self.attr, self.ctx = attr, ctx
+
+
+def _finfo_ref(t: Translator, x: _Finfo) -> Ref:
+    ctx, key = x.ctx, ("finfo", x.attr)
+    if key not in ctx.refs:
+        _meta_op(t, ctx, f"finfo_{x.attr}", "aten_finfo", (Ref(ctx.input_name), x.attr),
+                 float(getattr(torch.finfo(ctx.example.dtype), x.attr)), f"the float type's {x.attr}", key)
+    return ctx.refs[key]
+
+
 class _Batch:
     """A size the port computes from the input's batch: a * batch + b."""
 
@@ -333,14 +387,15 @@ def _batch_ref(t: Translator, x: _Batch) -> Ref:
     return ctx.refs[(x.a, x.b)]
 
 
-def _meta_op(t: Translator, ctx: _BatchContext, name: str, kind: str, args: tuple, value: int, flax: str,
-             key: tuple[int, int] = (1, 0)) -> None:
+def _meta_op(t: Translator, ctx: _BatchContext, name: str, kind: str, args: tuple, value: Any, flax: str,
+             key: tuple = (1, 0)) -> None:
     current = t.node
     n = fx.Node(ctx.gm.graph, f"{ctx.node.name}__{name}", "call_function", operator.index, (), {})
     n.meta.update(concrete=value, nn_module_stack=current.meta.get("nn_module_stack"))
     t.node = n
     try:
-        t.emit(kind, args, layout=PLAIN, flax=flax, torch_desc="(batch size)")
+        t.emit(kind, args, layout=PLAIN, flax=flax, torch_desc="(batch size)" if kind != "aten_finfo" else
+               "(dtype constant)")
     finally:
         t.node = current
     ctx.refs[key] = Ref(n.name)
@@ -409,6 +464,8 @@ def _v(t: Translator, a: Any) -> Any:
     that follow the batch as the emitted size."""
     if isinstance(a, _Batch):
         return _batch_ref(t, a)
+    if isinstance(a, _Finfo):
+        return _finfo_ref(t, a)
     if isinstance(a, fx.Node):
         return t.tensor(a, PLAIN) if t.is_tensor(a) else Ref(t.value(a).name)
     if isinstance(a, torch.dtype):
