@@ -510,6 +510,33 @@ def test_real_modules_without_a_rule_port_through_core_aten(make):
             assert np.abs(out - ref).max() <= TOL32 * max(1.0, np.abs(ref).max()), f"train={train}"
 
 
+class InplaceLowered(nn.Module):
+    """`self.act(y)` with inplace=True overwrites y: torch's `y + z` is 2·selu(y), not y + selu(y)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.SELU(inplace=True)
+        self.thr = nn.Threshold(0.2, -1.0, inplace=True)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.act(y)
+        return y + z + self.thr(z)
+
+
+def test_an_in_place_module_without_a_rule_overwrites_its_input_as_in_torch():
+    torch.manual_seed(0)
+    tm = InplaceLowered()
+    x = torch.randn(2, 3, 6, 6)
+    res = port(tm, x)
+    with torch.no_grad():
+        ref = _nhwc(tm(x).numpy())
+    out = np.asarray(res.module(jnp.asarray(_nhwc(x.numpy()))))
+    assert np.abs(out - ref).max() <= TOL32 * max(1.0, np.abs(ref).max())
+    assert any("in-place SELU" in n for n in res.report.notes)
+
+
 def test_parameters_of_a_lowered_module_are_read_in_forward_under_their_torch_names():
     """nn.RMSNorm's weight is a parameter the lowering reads: it lands in the key map and model.py under
     `mod.weight`, and a state_dict round trip gives torch's tensors back."""

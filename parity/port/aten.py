@@ -134,6 +134,8 @@ def _refuse_impossible(t: Translator, m: torch.nn.Module, gm: fx.GraphModule, st
             what = "an input"
             if isinstance(target, fx.Node) and target in placeholders:
                 i = placeholders.index(target)
+                if i >= len(state_names) and name == "aten.copy_.default":
+                    continue  # an in-place module (inplace=True) writing its result into its input: ported
                 what = f"`{path}.{state_names[i]}`" if i < len(state_names) else "its input"
             raise _refuse(t, m, f"updates {what} in place in {mode} mode ({name}); a forward mutating a "
                                 "parameter, buffer or input is not ported")
@@ -192,7 +194,8 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
         _refuse_impossible(t, m, graphs[training], state_names, path, "train" if training else "eval")
     for training in (False, True):  # an op with no rule is the first thing to name
         for n in graphs[training].graph.nodes:
-            if n.op == "call_function" and n.target is not operator.getitem and _aten_name(n) not in ATEN_RULES:
+            if n.op == "call_function" and n.target is not operator.getitem and _aten_name(n) not in ATEN_RULES \
+                    and _aten_name(n) != "aten.copy_.default":
                 raise _refuse(t, m, f"needs the ATen op {_aten_name(n)}, which has no rule (parity.port.aten)")
     if _signature(graphs[True]) != _signature(graphs[False]):
         first = next((f"{_aten_name(a)} / {_aten_name(b)}" for a, b in zip(graphs[True].graph.nodes,
@@ -213,6 +216,7 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
         n.name = f"{node.name}__{n.name}"
         n.meta["nn_module_stack"] = scope
     out = None
+    mutated: dict[int, fx.Node] = {}  # input index -> the value an in-place module writes into it
     batch = _BatchContext(gm, node, refs[0].name if refs else "", inputs[0] if inputs else None)
     for n in gm.graph.nodes:
         t.node = n
@@ -236,6 +240,9 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
                        torch_desc="getitem")
                 continue
             name = _aten_name(n)
+            if name == "aten.copy_.default":  # into an input (the only copy_ _refuse_impossible lets through)
+                mutated[placeholders.index(n.args[0]) - len(state)] = n.args[1]
+                continue
             rule = ATEN_RULES.get(name)
             if rule is None:
                 raise _refuse(t, m, f"needs the ATen op {name}, which has no rule (parity.port.aten)")
@@ -251,6 +258,15 @@ def translate_opaque(t: Translator, node: fx.Node, m: torch.nn.Module) -> None:
     result = _result(t, out)
     t.emit("identity", (result,), layout=PLAIN, torch_desc=repr(m).split("\n")[0],
            flax=f"lowered through Core ATen ({sum(1 for n in gm.graph.nodes if n.op == 'call_function')} ops)")
+    for j, src in mutated.items():  # parity trap: torch changed the input; its later readers see the new value
+        a, v = tensor_nodes[j], t.value(src)
+        if a.op == "get_attr":
+            raise t.fail(f"changes `{a.target}` in place: forward mutating a parameter or buffer is not ported")
+        t.values[a.name] = Value(v.name, PLAIN, v.shape)
+        for key in [k for k in t.converted if k[0] == a.name]:
+            del t.converted[key]
+        if len(a.users) > 1:
+            t.note(f"in-place {type(m).__name__} at {path}: later readers of its input read the result, as in torch")
 
 
 # --- sizes that follow the batch -------------------------------------------------------------------
