@@ -110,7 +110,7 @@ def _lower(m: torch.nn.Module, state: list[tuple[str, torch.Tensor]], inputs: li
 
 
 def _signature(gm: fx.GraphModule) -> list[str]:
-    return [f"{n.op} {n.target} {n.args} {n.kwargs}" for n in gm.graph.nodes]
+    return [_signature_of(n) for n in gm.graph.nodes]
 
 
 def _aten_name(n: fx.Node) -> str:
@@ -506,13 +506,6 @@ def _call(kind: str, *names: str, **fixed: Any) -> Rule:
     """`kind(*[the named arguments], **fixed)`: inline templates and runtime functions alike."""
     def rule(t: Translator, n: fx.Node, p: dict) -> None:
         _emit(t, kind, tuple(_v(t, p[k]) for k in names) + tuple(fixed.values()))
-    return rule
-
-
-def _kw(kind: str, names: tuple[str, ...], kw: dict[str, str], **fixed: Any) -> Rule:
-    """`kind(*positional, **{runtime keyword: argument})`."""
-    def rule(t: Translator, n: fx.Node, p: dict) -> None:
-        _emit(t, kind, tuple(_v(t, p[k]) for k in names), {**{k: _v(t, p[a]) for k, a in kw.items()}, **fixed})
     return rule
 
 
