@@ -15,6 +15,11 @@ FORWARDS = ("forward", "forward_train", "forward_eval")
 
 def forward_locals(module, x, names: tuple[str, ...], key=None) -> dict[str, Any]:
     """{name: value} of the local variables `names` of `module`'s forward on input `x`."""
+    return forward_with_locals(module, x, names, key)[1]
+
+
+def forward_with_locals(module, x, names: tuple[str, ...], key=None) -> tuple[Any, dict[str, Any]]:
+    """(`module(x, key=key)`, {name: value} of its forward's local variables `names`)."""
     codes = {getattr(type(module), f).__code__ for f in FORWARDS if hasattr(type(module), f)}
     seen: dict[str, Any] = {}
 
@@ -25,7 +30,7 @@ def forward_locals(module, x, names: tuple[str, ...], key=None) -> dict[str, Any
     previous = sys.getprofile()
     sys.setprofile(profile)
     try:
-        module(x, key=key)
+        out = module(x, key=key)
     finally:
         sys.setprofile(previous)
-    return seen
+    return out, seen

@@ -75,8 +75,10 @@ def module_jit(fn: Callable) -> Callable:
     return call
 
 
-def value_and_grad(loss: Callable) -> Callable:
-    """(loss, d loss / d params) of `loss(module, *args, *static)`, jitted over the module's state."""
+def value_and_grad(loss: Callable, *, has_aux: bool = False) -> Callable:
+    """(loss, d loss / d params) of `loss(module, *args, *static)`, jitted over the module's state;
+    with `has_aux`, `loss` returns (value, aux) and the result is ((value, aux), grads), both from one
+    compiled computation (a kink probe must read the forward that the gradient differentiates)."""
 
     @functools.cache
     def jitted(fast: bool):
@@ -84,7 +86,7 @@ def value_and_grad(loss: Callable) -> Callable:
             def of_params(p):
                 return loss(nnx.merge(graphdef, _fresh(p), _fresh(rest)), *args, *static)
             with ops.formulation(formulation):
-                return jax.value_and_grad(of_params)(params)
+                return jax.value_and_grad(of_params, has_aux=has_aux)(params)
         return jax.jit(pure, static_argnums=(0, 3, 4), compiler_options=compiler_options(fast))
 
     _CACHES.append(jitted)

@@ -28,6 +28,17 @@ _value_and_grad = compiled.value_and_grad(_loss)
 """(loss, d loss / d params): one function for every check, so equal graphs share a compile."""
 
 
+def _loss_and_kink_inputs(m, x, y, label_smoothing: float, names: tuple[str, ...]):
+    """The loss and, from the same forward, the emitted forward's locals `names` (a port's kink inputs)."""
+    from parity.port.values import forward_with_locals  # a ported model's forward: its locals are the program values
+
+    out, values = forward_with_locals(m, x, names)
+    return flax_loss(out, y, label_smoothing), values
+
+
+_value_and_grad_kinks = compiled.value_and_grad(_loss_and_kink_inputs, has_aux=True)
+
+
 def gradients(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, labels: np.ndarray, *,
               label_smoothing: float = 0.0, dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32",
               torch_only: bool = False) -> tuple[tuple[float, float], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -178,16 +189,18 @@ def pinned_gradient_checks(probe, torch_model, flax_model, key_map: Sequence[Key
     (and torch float32's own error measured the same way), plus a check that each of those decisions
     that differs from the exact one is rounding (`parity.suite.pinned`). float64 is judged as usual."""
     from parity.suite import pinned
-    from parity.suite.kinks import _flax_values
 
     kw = dict(label_smoothing=label_smoothing, dropout_pairs=dropout_pairs)
     (ref_loss, loss64), ref, flax64 = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float64",
                                                 **kw)
-    (_, loss_f), _, f_grads = gradients(torch_model, flax_model, key_map, x_nchw, labels, dtype="float32", **kw)
     tm, fm = prepare(torch_model, flax_model, key_map)
     set_mode(tm, fm, "train")
     with fixed_dropout(tm, fm, dropout_pairs, identity=True):
-        values = _flax_values(fm, flax_input(x_nchw, "float32"), static=(probe.value_names,))
+        # The gradient and the kink decisions pinned in torch come from one compiled computation: XLA
+        # fuses a forward-only run differently, and its decisions near a kink can differ.
+        (loss_f, values), grads = _value_and_grad_kinks(fm, flax_input(x_nchw, "float32"), flax_labels(labels),
+                                                        static=(float(label_smoothing), probe.value_names))
+        loss_f, f_grads = float(loss_f), state_tensors(grads, key_map)
         flax32 = probe.flax_inputs({k: np.asarray(v) for k, v in values.items()})
         exact_in = probe.torch_inputs(tm.double(), x_nchw, "float64")
         tm.float()
