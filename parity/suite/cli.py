@@ -121,7 +121,9 @@ def run(args: ParityArgs):
     else:
         mcfg, tcfg, weights = (small_model() if args.small else ModelConfig()), TrainConfig(seed=args.seed), None
         norm, what = data.Normalisation(), "random weights"
-    pair = project_twins(mcfg, weights=weights, seed=args.seed)
+    # The main pair has no dropout: the trajectory family trains both twins' own step functions,
+    # which would draw different masks; dropout_pair (same masks injected) keeps the model's rate.
+    pair = project_twins(mcfg.replace(dropout=0.0), weights=weights, seed=args.seed)
     drop = mcfg.dropout if mcfg.dropout > 0 else 0.2
     dropout_pair = project_twins(mcfg.replace(dropout=drop), weights=weights, seed=args.seed)
 
