@@ -255,8 +255,10 @@ def _closure(names: set[str]) -> list[str]:
         if n in want or n not in defs:
             continue
         want.add(n)
-        for sub in ast.walk(defs[n]):
-            if isinstance(sub, ast.Name) and sub.id in defs:
+        local = {a.arg for a in ast.walk(defs[n]) if isinstance(a, ast.arg)} | {
+            s.id for s in ast.walk(defs[n]) if isinstance(s, ast.Name) and isinstance(s.ctx, ast.Store)}
+        for sub in ast.walk(defs[n]):  # names it reads that are not its own locals (BatchNorm's `var`)
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id in defs and sub.id not in local:
                 todo.append(sub.id)
         for extra in (t for t in defs if t.startswith(n + ".")):  # a custom_vjp's defvjp line
             todo.append(extra)
