@@ -1,5 +1,6 @@
 """`parity.port` on the modern zoo (tests/zoo/modern.py: ConvNeXt, BiT, two U-Nets, ESPCN, CBAM, a
-GhostNet/MixConv mix): each ports to model.py, and `--check` passes it at batch 2 in every family —
+GhostNet/MixConv mix, a non-local net): each ports to model.py, and `--check` passes it at batch 2 and 8
+in every family —
 forward, layers, gradient (cross-entropy for classifiers, a fixed random projection for the dense
 outputs), BatchNorm statistics — float32 judged against torch float64 with torch's own float32
 error as the yardstick, float64 agreeing to 1e-12. The mutations that must FAIL are at the end:
@@ -37,10 +38,17 @@ def test_ports_every_tensor_with_the_output_shape(name):
     assert out.shape == (8, *nhwc)
 
 
-@pytest.mark.parametrize("name", list(MODERN))
-def test_check_passes_at_batch_2(name):
+# Ported at batch 2, checked at 2 and 8 (a dense output's projection follows the check's batch);
+# make test checks one dense model at 8, make test-extended all.
+CASES = [pytest.param(name, 2, id=f"{name}-2") for name in MODERN] + [
+    pytest.param(name, 8, id=f"{name}-8", marks=() if name == "unet_bilinear" else pytest.mark.extended)
+    for name in MODERN]
+
+
+@pytest.mark.parametrize(("name", "batch"), CASES)
+def test_check_passes(name, batch):
     model, result = ported(name)
-    report = run_checks(model, result, (2, 3, 32, 32), families=CHECK_FAMILIES, float64=True,
+    report = run_checks(model, result, (batch, 3, 32, 32), families=CHECK_FAMILIES, float64=True,
                         inputs=CheckInputs(count=2))
     assert report.passed, [(c.family, c.name, c.error, c.tol, c.where) for c in report.failures()]
     assert float64_agreement(report) <= 1e-12

@@ -103,7 +103,8 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
     run = tuple(f for f in families if f != "gradient" or out_shape is not None)
     batches = random_batches(input_shape, out_shape[1] if logits else 2, count=inputs.count, seed=inputs.seed)
     if out_shape is not None and not logits:  # a dense output: the gradient families' loss is a fixed projection
-        batches = [(x, projection(out_shape, inputs.seed + 100 + i)) for i, (x, _) in enumerate(batches)]
+        shape = (input_shape[0], *out_shape[1:])  # the traced example may have another batch size
+        batches = [(x, projection(shape, inputs.seed + 100 + i)) for i, (x, _) in enumerate(batches)]
     model = torch_module
     if not inputs.own_weights:
         calib_shape = input_shape if result.batch_size is not None else (16, *input_shape[1:])
@@ -114,7 +115,8 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
                                     gradient_candidates=inputs.count))
     report.notes.append(inputs.describe(input_shape))
     if out_shape is not None and not logits and "gradient" in run:
-        report.notes.append(f"gradient loss: the output {tuple(out_shape)} is not (N, classes) logits, so the loss is "
+        dims = ", ".join(map(str, out_shape[1:]))
+        report.notes.append(f"gradient loss: the output (N, {dims}) is not (N, classes) logits, so the loss is "
                             "sum(output * P) / N with P a fixed standard-normal projection / sqrt(values per sample) "
                             "(torch layout, seeded), the same for both frameworks")
     if "gradient" in families and out_shape is None:
