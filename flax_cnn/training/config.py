@@ -9,9 +9,9 @@ conv) for 20 epochs:
     python -m flax_cnn.train --data-dir ../shared/data/cifar10 --out runs/jax
 
 20, not 15, because the ReLU net did not hold 85 % in 15: without dropout it ended 84.02 / 84.55 %
-(JAX / torch, Zen 3) and 84.94 % (JAX, Zen 5) at epoch 15 (docs/performance.md, f2 and t). 20 is
-a prediction, not yet a measurement: the first 20-epoch runs of these defaults are in
-docs/performance.md (2026-12-05), and 16-19 epochs were not run. The former defaults, the GELU
+(JAX / torch, Zen 3) and 84.94 % (JAX, Zen 5) at epoch 15 (docs/performance.md, f2 and t). 20 was
+a prediction and it missed: the first 20-epoch run to finish (torch, seed 0, Intel Xeon AVX-512)
+ended at 84.80 %; JAX was cut at epoch 8 (docs/performance.md, 2026-12-05). 16-19 were not run. The former defaults, the GELU
 preset: `--model docs/experiments/arch_all_separable_wide_gelu.json --dropout 0 --epochs 15`,
 measured on CIFAR-10 (JPEG copy), each twin on one core of a 2-vCPU AMD EPYC Zen 5 (AVX-512),
 same initial weights (docs/results/recipe15/): JAX 85.28 %, torch 85.08 % at epoch 15, 34 / 31 min;
