@@ -62,12 +62,12 @@ BF16_U = 2.0**-8
 # conv is 33u off (4-layer net) and 160u (default model).
 BF16_FORWARD = 16 * BF16_U
 # Gradients: the bf16 backward through BatchNorm cancels (it projects out the mean and the normalised
-# direction), so each twin's gradient is 1.4-15u off exact norm-wise (the 4-layer net; the default GELU
-# net), 90u for the seed's ReLU net at random init; no tolerance in u bounds that. Both twins round at the
+# direction), so each twin's gradient is 1.4-15u off exact norm-wise (the 4-layer net; the GELU
+# net, the default until 2026-12-05), 90u for the seed's ReLU net at random init; no tolerance in u bounds that. Both twins round at the
 # same points, so their errors are draws of one size: the port is judged by how much farther from exact
 # it is than torch's own bf16 gradient (norm-wise over all parameters, relative to the exact gradient's
 # norm), *relative to torch's*. Measured at batch 8, correct twins: 0.83-1.07x torch's (4-layer ReLU,
-# seed ReLU and default GELU nets, 2-4 batches each). BatchNorm in bf16 instead of float32 (the bf16
+# seed ReLU and GELU (then default) nets, 2-4 batches each). BatchNorm in bf16 instead of float32 (the bf16
 # trap): 1.32-1.40x on the default net, 1.16-1.23x on the seed net, 1.09-1.33x on the 4-layer net;
 # 'SAME' padding: +110u / +250u. A fixed excess cannot separate them (8u passes BatchNorm in bf16 on
 # every net but the seed's); 10 % of torch's error plus half a unit catches it on the default and seed
