@@ -81,6 +81,10 @@ def import_source(path: str | Path):
     return mod
 
 
+_RESERVED = frozenset({"deterministic", "port_random", "forward", "forward_train", "forward_eval", "unused"})
+"""Attribute names model.py gives the module itself: a torch child of that name would clash."""
+
+
 def _tree(root: torch.nn.Module, layers: dict[str, pl.LayerSpec], params: dict[str, Param]) -> dict:
     """Nested dicts along the torch paths; leaves are layer specs and directly read tensors."""
     top: dict = {}
@@ -88,8 +92,7 @@ def _tree(root: torch.nn.Module, layers: dict[str, pl.LayerSpec], params: dict[s
         parts = path.split(".")
         node = top
         for i, name in enumerate(parts[:-1]):
-            if name in ("deterministic", "port_random", "forward", "forward_train", "forward_eval", "unused") \
-                    or hasattr(nnx.Module, name):
+            if name in _RESERVED or hasattr(nnx.Module, name):
                 raise PortError(".".join(parts[:i + 1]), f"the name {name!r} clashes with an attribute of the "
                                 "NNX module; rename the torch submodule")
             prefix = ".".join(parts[:i + 1])
@@ -97,7 +100,7 @@ def _tree(root: torch.nn.Module, layers: dict[str, pl.LayerSpec], params: dict[s
             if not isinstance(child, dict):
                 raise PortError(prefix, "is both a ported layer and the owner of a tensor read in forward")
             node = child
-        if parts[-1] in ("deterministic", "port_random", "unused") or hasattr(nnx.Module, parts[-1]):
+        if parts[-1] in _RESERVED or hasattr(nnx.Module, parts[-1]):
             raise PortError(path, f"the name {parts[-1]!r} clashes with an attribute of the NNX module; rename "
                             "the torch submodule")
         node[parts[-1]] = leaf

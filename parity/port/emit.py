@@ -47,7 +47,6 @@ _INLINE = {
     "tile": "jnp.tile({0}, {1})",
 }
 _INLINE_ARITH = {"add": "+", "sub": "-"}  # without alpha: plain operators
-_INLINE_IMPORTS = {"lax.": "from jax import lax", "jax.scipy": "import jax.scipy.special"}
 
 # --- Core ATen lowering (parity.port.aten): one-call elementwise and indexing ops -------------------
 _INLINE.update({f"aten_{fn}": f"jnp.{fn}({{0}})" for fn in (

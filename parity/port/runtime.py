@@ -679,25 +679,19 @@ class Identity(nnx.Module):
 
 # --- weights in torch naming ---------------------------------------------------------------------
 
+TO_FLAX = {"conv": (2, 3, 1, 0), "conv_transpose": (2, 3, 0, 1), "dense": (1, 0)}
+"""Axis order of each layout change, torch -> Flax (OIHW -> HWIO, (in, out/g, kh, kw) -> (kh, kw, in, out/g),
+(out, in) -> (in, out)); the other layouts are copied as they are."""
+
+
 def to_flax_tensor(value, layout):
     """A torch state_dict tensor in the layout of its Flax variable."""
-    if layout == "conv":
-        return np.transpose(value, (2, 3, 1, 0))
-    if layout == "conv_transpose":
-        return np.transpose(value, (2, 3, 0, 1))
-    if layout == "dense":
-        return np.transpose(value)
-    return value
+    return np.transpose(value, TO_FLAX[layout]) if layout in TO_FLAX else value
 
 
 def to_torch_tensor(value, layout):
-    if layout == "conv":
-        return np.transpose(value, (3, 2, 0, 1))
-    if layout == "conv_transpose":
-        return np.transpose(value, (2, 3, 0, 1))
-    if layout == "dense":
-        return np.transpose(value)
-    return value
+    """A Flax variable in torch's layout: the inverse permutation of `to_flax_tensor`'s."""
+    return np.transpose(value, np.argsort(TO_FLAX[layout])) if layout in TO_FLAX else value
 
 
 def variable_at(model, path):
