@@ -115,6 +115,20 @@ def train_data_dir(tmp_path_factory) -> str:
     return str(write_binary_cifar(tmp_path_factory.mktemp("cifar")))
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """No test leaks a torch thread count: a float reduction's order follows it, so a run trained
+    under one count and resumed under another differs in the 7th digit (CI saw it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Zoo-sized nets gain nothing from torch's intra-op threads and lose much on a busy machine

@@ -19,8 +19,7 @@ from tests.zoo.resnet import resnet18
 
 
 @pytest.fixture(scope="module")
-def pair():
-    torch.set_num_threads(1)
+def pair(one_torch_thread):
     torch.manual_seed(0)
     model = resnet18(width=4)
     result = port(model, torch.randn(2, 3, 32, 32))
