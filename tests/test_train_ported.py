@@ -121,9 +121,11 @@ def test_an_emitted_model_trains_without_torch(ported, reference):
     assert cfg["model_files"]["flax_model"]["path"] == str((folder / "model.py").resolve())
     assert len(cfg["model_files"]["flax_model"]["sha256"]) == 64
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["receptive_field"] is None and summary["params"] == sum(
-        p.numel() for p in ported[0].parameters())
-    assert re.search(r"^\| receptive field +\| +n/a \|$", stdout, re.M), stdout
+    assert summary["params"] == sum(p.numel() for p in ported[0].parameters())
+    # traced from model.py: 3x3 conv (RF 3), 3x3 stride-2 conv (+2), mean over H, W;
+    # MACs 32*32*8*3*9 + 16*16*12*8*9 + 12*10
+    assert summary["receptive_field"] == 5 and summary["macs"] == 442_488
+    assert re.search(r"^\| receptive field +\| +5 px \|$", stdout, re.M), stdout
     # the initial weights are the port's, i.e. the torch module's
     init, orig = load_file(str(out / "init.safetensors")), load_file(str(folder / "model.safetensors"))
     assert init.keys() == orig.keys() and all(np.array_equal(init[k], orig[k]) for k in init)
@@ -239,6 +241,7 @@ def test_torch_ref_trains_the_torch_model_from_the_same_initial_weights(ported, 
     assert rec["spec"] == spec and rec["path"] == __file__ and len(rec["sha256"]) == 64
     assert re.search(rf"^\| model +\| +{re.escape(spec)} \|$", out, re.M), out  # the summary names it
     assert re.search(r"^\| receptive field +\| +n/a \|$", out, re.M), out
+    assert re.search(r"^\| MACs per image +\| +0.44 M \|$", out, re.M), out  # 442,488 by torch's FlopCounterMode
     from torch_ref.evaluate import main as evaluate
 
     capsys.readouterr()

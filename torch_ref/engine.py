@@ -170,5 +170,26 @@ class TorchEngine:
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def model_stats(self, cfg: TrainConfig) -> dict:
+        """{"macs", "receptive_field"} per image: from the ModelConfig, or for a `--torch-model` MACs by
+        torch's own FlopCounterMode (2 flops per multiply-accumulate) and no receptive field (the JAX
+        trainer traces the port for it)."""
+        from flax_cnn.model import analysis
+
+        m = cfg.model_config()
+        if not cfg.torch_model:
+            return {"macs": analysis.macs(m), "receptive_field": analysis.receptive_field(m)}
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = self._evaluated
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(torch.zeros(1, m.in_channels, m.input_size, m.input_size, device=self.device))
+        finally:
+            model.train(was_training)
+        return {"macs": counter.get_total_flops() // 2, "receptive_field": None}
+
     def close(self) -> None:
         pass

@@ -13,6 +13,7 @@ from jax.experimental import multihost_utils
 from flax_cnn.runtime import devices
 from flax_cnn.training import optim, schedules
 from flax_cnn.checkpoints.orbax_io import Checkpoints
+from flax_cnn.model import analysis
 from flax_cnn.model.cnn import build_model, num_params
 from flax_cnn.training.step import (Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step,
                                     zero_metrics)
@@ -155,6 +156,18 @@ class JaxEngine:
 
     def num_params(self) -> int:
         return num_params(self.module)
+
+    def model_stats(self, cfg: TrainConfig) -> dict:
+        """{"macs", "receptive_field"} per image: from the ModelConfig, or for an emitted model from its
+        traced program (`trace_stats`)."""
+        if self.emitted is None:
+            return {"macs": analysis.macs(cfg.model_config()),
+                    "receptive_field": analysis.receptive_field(cfg.model_config())}
+        from flax_cnn.model.trace_stats import trace_stats
+
+        m = cfg.model_config()
+        st = trace_stats(self.module, (m.input_size, m.input_size, m.in_channels))
+        return {"macs": st.macs, "receptive_field": st.receptive_field}
 
     def close(self) -> None:
         self.ckpt.close()

@@ -16,7 +16,6 @@ from typing import Protocol
 
 import numpy as np
 
-from flax_cnn.model import analysis
 from flax_cnn.runtime import files
 from flax_cnn.training import external, report
 from flax_cnn.training.run_data import RunData
@@ -228,8 +227,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "best_epoch": best["epoch"],
         **({"final_test_accuracy_tta": history[-1]["test_accuracy_tta"]} if "test_accuracy_tta" in history[-1] else {}),
         "params": engine.num_params(),
-        # a ModelConfig's own number; a ported model has none computed ("n/a")
-        "receptive_field": None if external.is_external(cfg) else analysis.receptive_field(cfg.model_config()),
+        **engine.model_stats(cfg),  # "macs", "receptive_field" (None: "n/a")
         "wall_seconds": round(wall, 1),
         "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in history), 1),  # across resumes too
         "train_examples": data.n_train,
@@ -248,6 +246,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("params", f"{summary['params']:,}"),
         *([("model", external.describe(cfg))] if external.is_external(cfg) else []),
         ("receptive field", "n/a" if summary["receptive_field"] is None else f"{summary['receptive_field']} px"),
+        ("MACs per image", "n/a" if summary["macs"] is None else f"{summary['macs'] / 1e6:.2f} M"),
         ("wall time", _hms(wall) if wall >= summary["epoch_seconds_total"]  # else resumed: this process only
          else f"{_hms(wall)} this process, {_hms(summary['epoch_seconds_total'])} all epochs"),
         ("run directory", str(out)),
