@@ -17,6 +17,8 @@ $FLAX_CNN_OPS overrides the choice; `pinned` fixes it for a function traced late
 - other dense convs: XLA's own convolution (Eigen), which beat im2col and shifted-dot forms, with
   a backward that reads the stored input instead of recomputing it (`_stored`).
 All are the same math as `lax.conv_general_dilated`: in float64 they agree to 1e-15.
+The depthwise kernel is also the one of ported models: `parity.port.emit` copies `depthwise_conv2d`
+and what it uses into each emitted model.py, so those definitions use jax and functools only.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flax_cnn.model import ops as kernels
 from parity.port import runtime
 from parity.port.layers import LayerSpec
 from parity.port.program import NHWC, Op, Program, Ref, SliceArg
@@ -60,7 +61,7 @@ _INLINE.update({"aten_flip": "jnp.flip({0}, {1})", "aten_index_select": "jnp.tak
                 "aten_diagonal": "jnp.diagonal({0}, {1}, {2}, {3})", "aten_cumsum": "jnp.cumsum({0}, axis={1})",
                 "aten_affine": "{0} * {1} + {2}"})
 
-HEADER_IMPORTS = ("import math", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp",
+HEADER_IMPORTS = ("import functools", "import math", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp",
                   "import numpy as np", "from flax import nnx", "from jax import lax", "from safetensors.numpy import load_file, save_file")
 
 
@@ -228,14 +229,13 @@ def _random(op: Op, r: _Renderer) -> str:
     return f"{replay} if self.port_random is not None else {draw}"
 
 
-def _closure(names: set[str]) -> list[str]:
-    """The runtime definitions `names` need, in the runtime file's order."""
-    text = inspect.getsource(runtime)
-    lines = text.splitlines()
-    tree = ast.parse(text)
+def _definitions(module) -> tuple[dict[str, ast.stmt], list[str], list[str]]:
+    """Top-level definitions of `module`'s file by name (a custom_vjp's `f.defvjp(...)` line as "f.defvjp"),
+    in file order, and the file's lines."""
+    text = inspect.getsource(module)
     defs: dict[str, ast.stmt] = {}
     order: list[str] = []
-    for node in tree.body:
+    for node in ast.parse(text).body:
         targets = []
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             targets = [node.name]
@@ -248,6 +248,16 @@ def _closure(names: set[str]) -> list[str]:
         for t in targets:
             defs[t] = node
             order.append(t)
+    return defs, order, text.splitlines()
+
+
+def _closure(names: set[str]) -> list[str]:
+    """The definitions `names` need: the twin's CPU conv kernels (`flax_cnn.model.ops`, first: module-level
+    lines there build kernels at import) and then the runtime's own, each in its file's order."""
+    sources = [_definitions(kernels), _definitions(runtime)]
+    defs: dict[str, ast.stmt] = {}
+    for d, _, _ in sources:
+        defs.update(d)  # the runtime's definition wins a name both files define
     want, todo = set(), list(names)
     while todo:
         n = todo.pop()
@@ -262,12 +272,13 @@ def _closure(names: set[str]) -> list[str]:
         for extra in (t for t in defs if t.startswith(n + ".")):  # a custom_vjp's defvjp line
             todo.append(extra)
     seen, out = set(), []
-    for t in order:
-        node = defs[t]
-        if t in want and id(node) not in seen:
-            seen.add(id(node))
-            first = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
-            out.append("\n".join(lines[first - 1:node.end_lineno]))
+    for d, order, lines in sources:
+        for t in order:
+            node = d[t]
+            if t in want and defs[t] is node and id(node) not in seen:
+                seen.add(id(node))
+                first = node.decorator_list[0].lineno if getattr(node, "decorator_list", None) else node.lineno
+                out.append("\n".join(lines[first - 1:node.end_lineno]))
     return out
 
 
@@ -401,7 +412,7 @@ def emit(src: Source, names: dict[str, str]) -> str:
     r_helpers = _closure({"load_tensors", "state_tensors"})
     doc = "\n".join(src.header)
     parts = [f'"""{doc}\n"""', "", *[i for i in HEADER_IMPORTS], "", "",
-             "# --- torch-exact helpers (from parity.port.runtime) " + "-" * 40, "",
+             "# --- torch-exact helpers (from parity.port.runtime; CPU conv kernels from flax_cnn.model.ops) " + "-" * 4, "",
              *[h + "\n\n" for h in helpers + [h for h in r_helpers if h not in helpers]],
              f"class {src.class_name}(nnx.Module):",
              f'    """{src.origin} as Flax NNX: submodules under the torch names, NHWC activations."""', "",

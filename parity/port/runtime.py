@@ -2,8 +2,9 @@
 into its `model.py`, so the file runs with numpy, jax, flax and safetensors alone.
 
 Self-contained on purpose: this file imports nothing but the standard library, numpy, jax and flax,
-and each definition refers only to names defined here, so any subset with its dependencies is a
-working module. Arrays are NHWC where torch's are NCHW (4-D values); everything else is in
+and each definition refers only to names defined here or to the twin's CPU depthwise kernel
+(`flax_cnn.model.ops`, itself jax-only, copied the same way), so any subset with its dependencies
+is a working module. Arrays are NHWC where torch's are NCHW (4-D values); everything else is in
 torch's own dim order. Parity traps are named where they are handled.
 """
 
@@ -17,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
+
+from flax_cnn.model.ops import depthwise_conv2d  # the twin's CPU kernel: emit copies its source into model.py
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -420,10 +423,23 @@ class Conv2d(nnx.Module):
         if self.padding_mode != "zeros":  # reflect / replicate / circular: pad first, then a valid conv
             x = pad_mode(x, ((0, 0), pads[0], pads[1], (0, 0)), self.padding_mode)
             pads = ((0, 0), (0, 0))
-        y = lax.conv_general_dilated(x, self.kernel.get_value().astype(x.dtype), self.stride, pads,
-                                     rhs_dilation=self.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                     feature_group_count=self.groups)
+        w = self.kernel.get_value().astype(x.dtype)
+        if _cpu_depthwise(x, w, self.stride, self.dilation, pads, self.groups):
+            y = depthwise_conv2d(x, w, stride=self.stride[0], dilation=self.dilation[0], padding=pads[0][0])
+        else:
+            y = lax.conv_general_dilated(x, w, self.stride, pads, rhs_dilation=self.dilation,
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
         return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
+
+
+def _cpu_depthwise(x, w, stride, dilation, pads, groups) -> bool:
+    """On XLA:CPU a depthwise conv (square, symmetric padding) runs as the twin's k*k shifted multiply-adds
+    with a fused weight gradient: XLA's `feature_group_count` conv made a ported MobileNetV2's train step
+    7.7x slower (docs/performance.md). Decided when the step is traced; elsewhere XLA's own conv."""
+    k = w.shape[0]
+    return (jax.default_backend() == "cpu" and groups > 1 and groups == x.shape[-1] == w.shape[3]
+            and w.shape[2] == 1 and w.shape[1] == k and stride[0] == stride[1] and dilation[0] == dilation[1]
+            and len({p for side in pads for p in side}) == 1)
 
 
 def conv2d(x, kernel, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
