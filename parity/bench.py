@@ -45,7 +45,7 @@ class BenchConfig:
     torch_model: str | None = None
     """A PyTorch classifier to time instead, `pkg.module:factory` (the trainers' --torch-model): torch rows
     step the module itself, JAX rows its port (`parity.port`, the model.py `flax_cnn.train --torch-model`
-    trains). GFLOP/s and fractions of peak are left out: MACs are computed for ModelConfig nets only."""
+    trains). GFLOP/s count the MACs read from the port's program (`flax_cnn.model.trace_stats`)."""
     batch_size: tuple[int, ...] = (128,)
     """Batch sizes to time."""
     steps: int = 10
@@ -181,6 +181,7 @@ class TorchModel:
 
     spec: str
     emitted_dir: Path | None = None  # set by port(), after JAX's devices are configured
+    macs: int | None = None  # per image, from the port's program; set by port()
 
     def torch_module(self):
         from torch_ref.model import build_torch_model
@@ -209,6 +210,9 @@ class TorchModel:
             print(f"python -m parity.bench: error: --torch-model {self.spec}: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         self.emitted_dir = out
+        from flax_cnn.model.trace_stats import trace_stats
+
+        self.macs = trace_stats(self.flax_module(), (32, 32, 3)).macs
 
 
 def load_torch_model(spec: str) -> TorchModel:
@@ -361,12 +365,12 @@ def _on_gpu() -> bool:
 
 def step_flops(batch: int, model_config=None) -> float | None:
     """FLOP of one train step (default model unless given): 2 per forward MAC, 4 per backward MAC (input and weight);
-    None for a --torch-model (no MAC count)."""
+    a --torch-model's MACs are its port's (None before it is ported)."""
     from flax_cnn.model import analysis
     from flax_cnn.model.config import ModelConfig
 
     if isinstance(model_config, TorchModel):
-        return None
+        return None if model_config.macs is None else 6.0 * model_config.macs * batch
     return 6.0 * analysis.macs(model_config or ModelConfig()) * batch
 
 
@@ -533,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     info["load_average_start"] = [round(v, 2) for v in os.getloadavg()]
     if cfg.torch_model:
         print(f"model: {cfg.torch_model} (torch rows: the module; JAX rows: its port, "
-              f"{model_config.emitted_dir}/model.py)")
+              f"{model_config.emitted_dir}/model.py), {step_flops(1, model_config) / 1e6:.1f} MFLOP per image and step")
     else:
         print(f"model: {cfg.model or 'ModelConfig() (the default)'}, {step_flops(1, model_config) / 1e6:.1f} MFLOP per image and step")
     print(f"machine: {info['cpu']} ({info['isa']}), {info['cores']} cores, load average {info['load_average_start'][0]}; "
@@ -567,8 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(cfg.json).write_text(json.dumps({"machine": info, "config": cfg.__dict__, "peak_rss_mib": round(peak),
                                               "model_config": None if cfg.torch_model else model_config.to_dict(),
                                               "torch_model": cfg.torch_model, "peaks": peak_results,
-                                              "step_gflop": None if cfg.torch_model else
-                                              {b: step_flops(b, model_config) / 1e9 for b in cfg.batch_size},
+                                              "step_gflop": {b: step_flops(b, model_config) / 1e9
+                                                             for b in cfg.batch_size},
                                               "rows": [r.__dict__ for r in rows]}, indent=2, default=str) + "\n")
     if cfg.plot:
         plot(rows, Path(cfg.plot), f"train step, {info['cpu']} ({info['isa']})")

@@ -96,3 +96,20 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
     assert peaks.cpu_isa(peaks.cpu_flags(info)) == "AVX-512 (+bf16)"
     assert peaks.cpu_flags(tmp_path / "absent") == set()
+
+
+def test_bench_of_a_torch_model_counts_the_ports_macs(tmp_path):
+    """--torch-model: GFLOP/s from the MACs read off its port's program (TinyNet: 442,488 per image)."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "parity.bench", "--torch-model", "tests.test_train_ported:TinyNet",
+                           "--batch-size", "8", "--steps", "1", "--reps", "1", "--warmup", "0", "--frameworks",
+                           "jax_1dev", "torch_eager", "--no-pipeline", "--peak-size", "256", "--peak-steps", "1",
+                           "--json", str(out)],
+                          cwd=REPO, env=dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1"), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = json.loads(out.read_text())
+    flop = 6 * 442_488 * 8
+    assert d["step_gflop"] == {"8": pytest.approx(flop / 1e9)} and "2.7 MFLOP per image and step" in proc.stdout
+    for r in d["rows"]:
+        assert r["gflops"] == pytest.approx(flop / r["step_ms_median"] / 1e6, rel=1e-2)
