@@ -171,6 +171,38 @@ def test_sigkill_then_resume_of_a_ported_model_equals_uninterrupted(ported, refe
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_a_ported_model_trains_on_two_processes_and_in_bf16(ported, reference, tmp_path):
+    """Multi-process (two JAX processes, gloo over 127.0.0.1, one device each) and --precision bf16 take an
+    emitted model.py as they take the twin: the same curve as one process within the all-reduce order's
+    rounding, and bf16 within its own rounding of float32."""
+    import socket
+
+    _, folder, data = ported
+    ref, _ = reference
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one_process = _args(data, folder / "model.py", tmp_path / "mh")
+    i = one_process.index("--devices")
+    del one_process[i:i + 2]  # a multi-process run uses every device
+    procs = [subprocess.Popen([sys.executable, "-m", "flax_cnn.train", *one_process, "--cpu-devices", "1", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT) for i in range(2)]
+    bf16 = subprocess.run([sys.executable, "-m", "flax_cnn.train", *_args(data, folder / "model.py", tmp_path / "bf16"),
+                           "--cpu-devices", "4", "--precision", "bf16"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    want = [json.loads(ln) for ln in (ref / "metrics.jsonl").read_text().splitlines()]
+    for run, rel in (("mh", 2e-3), ("bf16", 3e-2)):  # bf16: 8 mantissa bits, 2 epochs of 4 steps
+        got = [json.loads(ln) for ln in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert len(got) == len(want), run
+        for a, b in zip(want, got):
+            for k in ("train_loss", "test_loss"):
+                assert abs(a[k] - b[k]) <= rel * abs(a[k]), (run, k, a[k], b[k])
+
+
 def test_resume_refuses_a_changed_model_file(ported, reference, tmp_path, capsys):
     _, folder, data = ported
     ref, _ = reference

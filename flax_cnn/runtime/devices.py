@@ -13,6 +13,8 @@ import os
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from flax_cnn.model.config import ConfigError
+
 
 def physical_cores() -> int:
     try:
@@ -36,12 +38,12 @@ def make_mesh(devices: int = 0) -> Mesh:
     """A 1-D 'data' mesh over the first `devices` devices of every process (0 = all)."""
     if jax.process_count() > 1:
         if devices:
-            raise ValueError("--devices cannot be combined with a multi-process run (every device is used)")
+            raise ConfigError("--devices cannot be combined with a multi-process run (every device is used)")
         return jax.make_mesh((jax.device_count(),), ("data",))
     all_devices = jax.local_devices()
     n = devices or len(all_devices)
     if n > len(all_devices):
-        raise ValueError(f"--devices {n}: only {len(all_devices)} local devices")
+        raise ConfigError(f"--devices {n}: only {len(all_devices)} local devices")
     return Mesh(all_devices[:n], ("data",))
 
 
