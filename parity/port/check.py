@@ -89,22 +89,23 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
                families: tuple[str, ...] = DEFAULT_FAMILIES, float64: bool = False,
                inputs: CheckInputs = CheckInputs()):
     """A `parity.suite.results.Report` of `families` on the pair. The gradient families differentiate
-    cross-entropy of (N, classes) logits, or a fixed random projection of any other single output."""
+    cross-entropy of (N, classes) logits, or a fixed random projection of any other output (a dense map,
+    a tuple or dict of tensors)."""
     try:
         from flax_cnn.training.config import TrainConfig
-        from parity.suite.loss import projection
+        from parity.suite.loss import projection_tree
         from parity.suite.results import skipped
         from parity.suite.runner import SuiteInputs, SuiteOptions, run_suite
     except ImportError as e:  # the suite lives beside the port; say which piece is missing
         raise RuntimeError(f"the parity suite (parity.suite) is not available: {e}") from e
 
     out_shape = _output_shape(result)
-    logits = out_shape is not None and len(out_shape) == 2
+    logits = isinstance(out_shape, tuple) and len(out_shape) == 2
     run = tuple(f for f in families if f != "gradient" or out_shape is not None)
     batches = random_batches(input_shape, out_shape[1] if logits else 2, count=inputs.count, seed=inputs.seed)
-    if out_shape is not None and not logits:  # a dense output: the gradient families' loss is a fixed projection
-        shape = (input_shape[0], *out_shape[1:])  # the traced example may have another batch size
-        batches = [(x, projection(shape, inputs.seed + 100 + i)) for i, (x, _) in enumerate(batches)]
+    if out_shape is not None and not logits:  # a dense or structured output: the loss is a fixed projection
+        shapes = _with_batch(out_shape, input_shape[0])  # the traced example may have another batch size
+        batches = [(x, projection_tree(shapes, inputs.seed + 100 + i)) for i, (x, _) in enumerate(batches)]
     model = torch_module
     if not inputs.own_weights:
         calib_shape = input_shape if result.batch_size is not None else (16, *input_shape[1:])
@@ -115,19 +116,40 @@ def run_checks(torch_module: torch.nn.Module, result: PortResult, input_shape: t
                                     gradient_candidates=inputs.count))
     report.notes.append(inputs.describe(input_shape))
     if out_shape is not None and not logits and "gradient" in run:
-        dims = ", ".join(map(str, out_shape[1:]))
-        report.notes.append(f"gradient loss: the output (N, {dims}) is not (N, classes) logits, so the loss is "
-                            "sum(output * P) / N with P a fixed standard-normal projection / sqrt(values per sample) "
+        what = (f"the output (N, {', '.join(map(str, out_shape[1:]))}) is not (N, classes) logits"
+                if isinstance(out_shape, tuple) else "the output is a tuple/dict of tensors")
+        report.notes.append(f"gradient loss: {what}, so the loss is sum(output * P) / N (summed over the "
+                            "outputs) with P a fixed standard-normal projection / sqrt(values per sample) "
                             "(torch layout, seeded), the same for both frameworks")
     if "gradient" in families and out_shape is None:
-        report.checks.append(skipped("gradient", "d loss / d param", "the output is not one tensor (a tuple or a "
-                                     "dict): not checked"))
+        report.checks.append(skipped("gradient", "d loss / d param", "the output holds values that are not "
+                                     "tensors: not checked"))
     return report
 
 
-def _output_shape(result: PortResult) -> tuple[int, ...] | None:
-    """The torch output shape for the example input (from the traced graph), None if not one tensor."""
+def _output_shape(result: PortResult):
+    """The torch output's shape for the example input (from the traced graph): a tuple for one tensor, a
+    list / dict of them for a tuple / dict output; None if any part is not a tensor."""
     from parity.port.translate import torch_shape
 
+    def shapes(a):
+        if isinstance(a, fx.Node):
+            return torch_shape(a)
+        if isinstance(a, (tuple, list)):
+            inner = [shapes(v) for v in a]
+            return None if any(v is None for v in inner) else inner
+        if isinstance(a, dict):
+            inner = {k: shapes(v) for k, v in a.items()}
+            return None if any(v is None for v in inner.values()) else inner
+        return None
+
     out = next(n for n in result.graph_module.graph.nodes if n.op == "output").args[0]
-    return torch_shape(out) if isinstance(out, fx.Node) else None
+    return shapes(out)
+
+
+def _with_batch(shapes, n: int):
+    if isinstance(shapes, dict):
+        return {k: _with_batch(v, n) for k, v in shapes.items()}
+    if isinstance(shapes, list):
+        return [_with_batch(v, n) for v in shapes]
+    return (n, *shapes[1:])

@@ -345,6 +345,8 @@ def _forward(name: str, prog: Program, src: Source, r: _Renderer, doc: str) -> l
 
 
 def _output(out: Any, r: _Renderer) -> str:
+    if isinstance(out, dict):
+        return "{" + ", ".join(f"{k!r}: {_output(v, r)}" for k, v in out.items()) + "}"
     if isinstance(out, tuple):
         inner = ", ".join(_output(o, r) for o in out)
         return f"({inner},)" if len(out) == 1 else f"({inner})"

@@ -221,7 +221,9 @@ class Translator:
         if isinstance(out, (tuple, list)):
             return tuple(self.output(o) for o in out)
         if isinstance(out, dict):
-            raise self.fail("returns a dict; return a tensor or a tuple of tensors")
+            if not all(isinstance(k, str) for k in out):
+                raise self.fail("returns a dict with non-string keys; use string keys")
+            return {k: self.output(v) for k, v in out.items()}
         return self.static(out)
 
 

@@ -12,8 +12,8 @@ from parity.suite import tolerances, verdict
 from parity.suite.masks import fixed_dropout
 from parity.suite.record import run_flax, run_torch
 from parity.suite.results import Check
-from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_pairs, precision, prepare,
-                                 to_flax_layout, torch_input)
+from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_pairs, output_leaves, precision,
+                                 prepare, torch_input, torch_output_leaves)
 
 FAMILY = "forward"
 
@@ -28,8 +28,9 @@ def set_mode(torch_model: torch.nn.Module, flax_model, mode: str) -> None:
 def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *, mode: str,
                 dropout_pairs: Sequence[ModulePair] = (), masks: str = "off", seed: int = 0,
                 dtype: str = "float32", torch_only: bool = False, layer_pairs: Sequence[ModulePair] | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(torch logits, Flax logits) from synced copies; in train mode dropout is `masks` "off" or "same".
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """(torch outputs, Flax outputs) from synced copies, each {path: array} (`output_leaves`: one entry ""
+    for a single tensor); in train mode dropout is `masks` "off" or "same".
 
     The Flax run records `layer_pairs` (default: every key-map layer) as the `layers` family does, only
     to share its compilation."""
@@ -39,11 +40,11 @@ def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nc
         set_mode(tm, fm, mode)
         with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
             t, _, _ = run_torch(tm, torch_input(x_nchw, dtype))
-            f = None if torch_only else run_flax(fm, flax_input(x_nchw, dtype), pairs)[0]
-    return to_flax_layout(t.numpy()), f  # a dense (N, C, H, W) output is compared in the Flax layout, NHWC
+            f = None if torch_only else output_leaves(run_flax(fm, flax_input(x_nchw, dtype), pairs)[0])
+    return torch_output_leaves(t), f  # a dense (N, C, H, W) output is compared in the Flax layout, NHWC
 
 
-def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[np.ndarray, np.ndarray]:
+def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[dict, dict]:
     """(torch float64 logits — the exact reference —, torch float32 logits — the yardstick)."""
     exact, _ = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype="float64", torch_only=True, **kw)
     own, _ = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype="float32", torch_only=True, **kw)
@@ -66,7 +67,7 @@ def forward_checks(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x
         for dtype in sorted(dtypes, key=lambda d: d != "float32"):  # float32 first: float64's yardstick reads it
             _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
             flax32 = f if dtype == "float32" else flax32
-            out.append(_check(f"{what} [{dtype}]", f, exact, own, dtype, flax32))
+            out += _checks(f"{what} [{dtype}]", f, exact, own, dtype, flax32)
     return out
 
 
@@ -78,10 +79,20 @@ def dropout_check(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_
     _, f = logits_pair(torch_model, flax_model, key_map, x_nchw, dtype=dtype, **kw)
     flax32 = f if dtype == "float32" else logits_pair(torch_model, flax_model, key_map, x_nchw, **kw)[1]
     rates = sorted({float(getattr(torch_model.get_submodule(n), "p", 0.0)) for n, _ in dropout_pairs})
-    check = _check(f"train mode, same dropout masks (p={'/'.join(f'{r:g}' for r in rates)}) [{dtype}]", f, exact, own,
-                   dtype, flax32)
+    checks = _checks(f"train mode, same dropout masks (p={'/'.join(f'{r:g}' for r in rates)}) [{dtype}]", f, exact,
+                     own, dtype, flax32)
+    check = max(checks, key=lambda c: c.error / c.tol if c.tol else float(c.error > 0))
     return Check(check.family, check.name, check.error, check.tol, check.where,
                  dict(check.details, dropout_sites=len(dropout_pairs), rates=rates))
+
+
+def _checks(name: str, f: dict, exact: dict, own: dict, dtype: str, flax32: dict | None) -> list[Check]:
+    """One check per output: `name` alone for a single tensor, `name output['mask']` inside a tuple or dict
+    (each judged on its own scale: a wrong small output is not hidden behind a large one)."""
+    return [_check(f"{name} output{path}" if path else name,
+                   f.get(path, np.full(ref.shape, np.inf)) if f is not None else np.full(ref.shape, np.inf),
+                   ref, own[path], dtype, None if flax32 is None else flax32.get(path))
+            for path, ref in exact.items()]
 
 
 def _check(name: str, f: np.ndarray, exact: np.ndarray, own: np.ndarray, dtype: str, flax32=None) -> Check:

@@ -30,8 +30,27 @@ def projection(shape: tuple[int, ...], seed: int = 0):
     return (rng.standard_normal(shape) / math.sqrt(math.prod(shape[1:]))).astype(np.float64)
 
 
+def projection_tree(shapes, seed: int = 0):
+    """`projection` for every tensor of a tuple/list/dict output (torch shapes, same structure), each seeded
+    apart: loss = the sum of each output's sum(out * P) / N."""
+    if isinstance(shapes, dict):
+        return {k: projection_tree(v, seed + 7919 * i) for i, (k, v) in enumerate(shapes.items())}
+    if isinstance(shapes, list):
+        return tuple(projection_tree(v, seed + 7919 * i) for i, v in enumerate(shapes))
+    return projection(shapes, seed)
+
+
 def is_projection(labels) -> bool:
-    return getattr(labels, "ndim", 1) != 1
+    return isinstance(labels, (tuple, dict)) or getattr(labels, "ndim", 1) != 1
+
+
+def _each(out, labels, leaf):
+    """The sum of `leaf(o, p)` over the tensors of a structured output and its projection tree."""
+    if isinstance(labels, dict):
+        return sum(_each(out[k], p, leaf) for k, p in labels.items())
+    if isinstance(labels, tuple):
+        return sum(_each(o, p, leaf) for o, p in zip(out, labels))
+    return leaf(out, labels)
 
 
 def torch_loss(out, labels, label_smoothing: float = 0.0):
@@ -43,14 +62,18 @@ def torch_loss(out, labels, label_smoothing: float = 0.0):
     if not is_projection(labels):
         return F.cross_entropy(out, torch.from_numpy(np.asarray(labels).astype(np.int64)),
                                label_smoothing=label_smoothing)
-    return (out * torch.from_numpy(np.asarray(labels)).to(out.dtype)).sum() / out.shape[0]
+    return _each(out, labels, lambda o, p: (o * torch.from_numpy(np.asarray(p)).to(o.dtype)).sum() / o.shape[0])
 
 
 def flax_labels(labels):
-    """Labels as the Flax loss takes them: int32, or the projection in Flax layout (NHWC for 4-D)."""
+    """Labels as the Flax loss takes them: int32, or the projection (tree) in Flax layout (NHWC for 4-D)."""
     import jax.numpy as jnp
     import numpy as np
 
+    if isinstance(labels, dict):
+        return {k: flax_labels(v) for k, v in labels.items()}
+    if isinstance(labels, tuple):
+        return tuple(flax_labels(v) for v in labels)
     if not is_projection(labels):
         return jnp.asarray(labels, jnp.int32)
     p = np.asarray(labels)
@@ -58,6 +81,6 @@ def flax_labels(labels):
 
 
 def flax_loss(out, labels, label_smoothing: float = 0.0):
-    if labels.ndim == 1:
+    if not isinstance(labels, (tuple, dict)) and labels.ndim == 1:
         return smoothed_cross_entropy(out, labels, label_smoothing)
-    return (out * labels.astype(out.dtype)).sum() / out.shape[0]
+    return _each(out, labels, lambda o, p: (o * p.astype(o.dtype)).sum() / o.shape[0])

@@ -56,9 +56,9 @@ def flax_calls(model, record: Sequence[ModulePair] = ()) -> Iterator[Callable]:
     """
     wrappers = {tuple(path): FlaxRecorder(flax_get(model, tuple(path)), name) for name, path in record}
 
-    def call(x: jax.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def call(x: jax.Array) -> tuple[object, dict[str, np.ndarray]]:
         y, rec = _traced(model, x)
-        return np.asarray(y), {k: np.asarray(v) for k, v in rec.items()}
+        return jax.tree.map(np.asarray, y), {k: np.asarray(v) for k, v in rec.items()}  # y: a tuple/dict of them too
 
     with swapped_flax(model, wrappers):
         yield call

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -150,6 +150,21 @@ def flax_input(x_nchw: np.ndarray, dtype: str) -> jax.Array:
 def to_flax_layout(a: np.ndarray) -> np.ndarray:
     """NCHW activations (torch) → NHWC (Flax); other ranks are already in the same layout."""
     return np.transpose(a, (0, 2, 3, 1)) if a.ndim == 4 else a
+
+
+def output_leaves(out, leaf: Callable = np.asarray, path: str = "") -> dict[str, np.ndarray]:
+    """A model's output as {path: array}: "" for one tensor, "[0]", "['mask']", "['aux'][1]" inside tuples,
+    lists and dicts (in their own order, which the emitted model.py keeps)."""
+    if isinstance(out, (tuple, list)):
+        return {k: v for i, o in enumerate(out) for k, v in output_leaves(o, leaf, f"{path}[{i}]").items()}
+    if isinstance(out, dict):
+        return {k: v for name, o in out.items() for k, v in output_leaves(o, leaf, f"{path}[{name!r}]").items()}
+    return {path: leaf(out)}
+
+
+def torch_output_leaves(out) -> dict[str, np.ndarray]:
+    """`output_leaves` of a torch output, each in the Flax layout (a dense (N, C, H, W) output is NHWC there)."""
+    return output_leaves(out, lambda t: to_flax_layout(t.detach().cpu().numpy()))
 
 
 def module_pairs(key_map: Sequence[KeyMappingLike]) -> list[ModulePair]:
