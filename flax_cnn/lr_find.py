@@ -41,11 +41,33 @@ def find_lr(module, batches, lrs: np.ndarray, *, weight_decay: float = 0.0, beta
     return lr_range.range_test(one, lrs, smooth=smooth, diverge_th=diverge_th, progress=progress)
 
 
-def _find(lcfg: LRFindConfig) -> LRFindResult:
-    from flax_cnn.model.cnn import build_model
+def _module(cfg):
+    """The model the JAX trainer would train: the twin, an emitted model.py (`--flax-model`), or the port of
+    `--torch-model` (written to a temporary folder by `python -m parity port`, as the trainer does)."""
+    if not (cfg.flax_model or cfg.torch_model):
+        from flax_cnn.model.cnn import build_model
 
+        return build_model(cfg.model_config(), seed=cfg.seed)
+    import tempfile
+    from pathlib import Path
+
+    from flax_cnn.model.emitted import EmittedModel
+    from flax_cnn.training import external
+
+    path, flag = cfg.flax_model, "--flax-model"
+    if not path:
+        folder = Path(tempfile.mkdtemp(prefix="flax_cnn_lr_find_port_"))
+        path = external.port_torch_model(cfg.torch_model, folder, seed=cfg.seed, log=lambda *_: None)
+        flag = f"--torch-model {cfg.torch_model}, ported to"
+    emitted = EmittedModel(path, flag=flag)
+    module = emitted.build(cfg.init_from)
+    emitted.check_output(module, num_classes=cfg.model_config().num_classes)
+    return module
+
+
+def _find(lcfg: LRFindConfig) -> LRFindResult:
     cfg = lcfg.train
-    module = build_model(cfg.model_config(), seed=cfg.seed)
+    module = _module(cfg)
     lrs = lr_range.lr_sweep(lcfg.start_lr, lcfg.end_lr, lcfg.num_iter)
     return find_lr(module, lr_range.batches(cfg, lcfg.num_iter), lrs, weight_decay=cfg.weight_decay,
                    beta1=cfg.beta1, beta2=cfg.beta2, label_smoothing=cfg.label_smoothing, smooth=lcfg.smooth,

@@ -41,12 +41,19 @@ def find_lr(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches, l
 
 
 def _find(lcfg: LRFindConfig) -> LRFindResult:
-    from torch_ref.model import build_model
+    from flax_cnn.model.config import ConfigError
+    from torch_ref.model import build_model, build_torch_model
     from torch_ref.optim import make_optimizer
 
     cfg = lcfg.train
+    if cfg.flax_model:
+        raise ConfigError("--flax-model is an emitted Flax model for the JAX LR finder; the torch one takes "
+                          "the original with --torch-model pkg.mod:factory")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_config(), seed=cfg.seed)
+    if cfg.torch_model:  # the user's module, as the torch trainer builds it
+        model = build_torch_model(cfg.torch_model, seed=cfg.seed, num_classes=cfg.model_config().num_classes)
+    else:
+        model = build_model(cfg.model_config(), seed=cfg.seed)
     opt = make_optimizer(model.parameters(), cfg)
     lrs = lr_range.lr_sweep(lcfg.start_lr, lcfg.end_lr, lcfg.num_iter)
     return find_lr(model, opt, lr_range.batches(cfg, lcfg.num_iter), lrs, label_smoothing=cfg.label_smoothing,

@@ -133,6 +133,7 @@ def batches(cfg: TrainConfig, n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]
 def main(find: Callable[[LRFindConfig], LRFindResult], argv: list[str] | None, prog: str, framework: str) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from flax_cnn.data.errors import DataError
+    from flax_cnn.runtime.faults import FileError
 
     lcfg = tyro.cli(LRFindConfig, args=argv, prog=prog)
     try:
@@ -142,7 +143,7 @@ def main(find: Callable[[LRFindConfig], LRFindResult], argv: list[str] | None, p
         if lcfg.num_iter < 2:
             raise ConfigError(f"--num-iter: must be >= 2, got {lcfg.num_iter}")
         result = find(lcfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, FileError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     plot(result, Path(lcfg.plot), f"LR range test ({framework}, batch {lcfg.train.batch_size})")
