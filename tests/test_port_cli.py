@@ -40,6 +40,8 @@ def test_cli_writes_torch_loadable_weights_and_both_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "ported TinyNet" in out and "PASS" in out
+    # 8*8*4*3*9 + 4*4*4*4*9 + 64*3 = 9,408 MACs; a Linear over the flattened 4x4 map: no field rule
+    assert "0.01 M MACs per image, receptive field n/a (reshape)" in out
     # The weights are the factory's, in torch naming: a fresh TinyNet loads them strictly.
     torch.manual_seed(3)
     ref = TinyNet()

@@ -86,8 +86,13 @@ def run(args: PortArgs) -> int:
     result = port(model, example, out_dir=out)
     (out / "port_report.md").write_text(result.report.to_markdown())
     (out / "port_report.json").write_text(result.report.to_json() + "\n")
+    from flax_cnn.model.trace_stats import trace_stats
+
+    stats = trace_stats(result.module, (shape[2], shape[3], shape[1]))
+    rf = f"{stats.receptive_field} px" if stats.receptive_field else f"n/a ({stats.blocked_by})"
     print(f"ported {result.report.model}: {len(result.report.rows)} ops, {result.report.torch_params:,} parameters "
-          f"(torch) = {result.report.flax_params:,} (Flax); wrote {out}/model.py, model.safetensors, port_report.md")
+          f"(torch) = {result.report.flax_params:,} (Flax), {stats.macs / 1e6:.2f} M MACs per image, receptive "
+          f"field {rf}; wrote {out}/model.py, model.safetensors, port_report.md")
 
     from parity.suite.report import format_table, write_json
 
