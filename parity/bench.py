@@ -379,10 +379,11 @@ def add_fractions(rows: list[Row], peaks: dict[str, dict], model_config=None) ->
     for r in rows:
         if r.framework not in VARIANTS or step_flops(r.batch_size, model_config) is None:
             continue
-        r.gflops = round(step_flops(r.batch_size, model_config) / (r.step_ms_median / 1e3) / 1e9, 3)
+        # 4 significant digits, not decimals: a tiny test model on a loaded machine runs at 1e-3 GFLOP/s
+        r.gflops = float(f"{step_flops(r.batch_size, model_config) / (r.step_ms_median / 1e3) / 1e9:.4g}")
         name = VARIANTS[r.framework].peak
         if name in peaks:
-            r.peak, r.fraction_of_peak = name, round(r.gflops / peaks[name]["gflops"], 4)
+            r.peak, r.fraction_of_peak = name, float(f"{r.gflops / peaks[name]['gflops']:.4g}")
 
 
 def time_steps(cfg: BenchConfig, batch: int, log=print, peaks: Peaks | None = None, model_config=None) -> list[Row]:

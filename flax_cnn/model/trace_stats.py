@@ -12,6 +12,7 @@ not know (a gather, a reshape of a spatial map) makes it unknown (None).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import jax
@@ -232,9 +233,19 @@ def trace_stats(model: nnx.Module, input_shape: tuple[int, int, int]) -> TraceSt
     merged = nnx.merge(graphdef, state)
     merged.eval()
     graphdef, state = nnx.split(merged)
-    with ops.formulation("xla"):  # the twin's CPU kernels are shifted slices; the math is one conv each
-        closed = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(
-            state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    # The CPU kernels of the twin and of a port's model.py run a depthwise conv as shifted slices; traced
+    # with XLA's own conv ($FLAX_CNN_OPS=xla, which both honour) each is one conv again.
+    saved = os.environ.get(ops.ENV)
+    os.environ[ops.ENV] = "xla"
+    try:
+        with ops.formulation("xla"):
+            closed = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(
+                state, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+    finally:
+        if saved is None:
+            os.environ.pop(ops.ENV, None)
+        else:
+            os.environ[ops.ENV] = saved
     walk = _Walk(batch=1)
     n_state = len(closed.jaxpr.invars) - 1
     ins = [None] * n_state + [Spatial((1, 2), 1.0, 1.0)]

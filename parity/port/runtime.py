@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -435,8 +436,11 @@ class Conv2d(nnx.Module):
 def _cpu_depthwise(x, w, stride, dilation, pads, groups) -> bool:
     """On XLA:CPU a depthwise conv (square, symmetric padding) runs as the twin's k*k shifted multiply-adds
     with a fused weight gradient: XLA's `feature_group_count` conv made a ported MobileNetV2's train step
-    7.7x slower (docs/performance.md). Decided when the step is traced; elsewhere XLA's own conv."""
+    7.7x slower (docs/performance.md). Decided when the step is traced; elsewhere, or with
+    $FLAX_CNN_OPS=xla as for the twin, XLA's own conv."""
     k = w.shape[0]
+    if os.environ.get("FLAX_CNN_OPS") == "xla":  # the twin's override: XLA's own conv everywhere
+        return False
     return (jax.default_backend() == "cpu" and groups > 1 and groups == x.shape[-1] == w.shape[3]
             and w.shape[2] == 1 and w.shape[1] == k and stride[0] == stride[1] and dilation[0] == dilation[1]
             and len({p for side in pads for p in side}) == 1)
