@@ -10,10 +10,11 @@ import torch
 
 from parity.suite import tolerances, verdict
 from parity.suite.masks import fixed_dropout
+from parity.suite import shared
 from parity.suite.record import run_flax, run_torch
 from parity.suite.results import Check
 from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_pairs, output_leaves, precision,
-                                 prepare, torch_input, torch_output_leaves)
+                                 prepare, to_flax_layout, torch_input, torch_output_leaves)
 
 FAMILY = "forward"
 
@@ -25,23 +26,39 @@ def set_mode(torch_model: torch.nn.Module, flax_model, mode: str) -> None:
     flax_model.train() if mode == "train" else flax_model.eval()
 
 
+def twin_runs(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *, mode: str,
+              dropout_pairs: Sequence[ModulePair] = (), masks: str = "off", seed: int = 0, dtype: str = "float32",
+              torch_only: bool = False, layer_pairs: Sequence[ModulePair] | None = None) -> tuple:
+    """One run of each twin from synced copies, recording `layer_pairs` (default: every key-map layer):
+    (torch outputs, torch layer outputs in Flax layout, torch names in the order their forward finished,
+    Flax outputs or None, Flax layer outputs). In train mode dropout is `masks` "off" or "same".
+    Inside `shared.shared_runs()` the forward and layers families share each such run."""
+    pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
+    key = ("twin_runs", id(torch_model), id(flax_model), shared.digest(x_nchw), mode, masks, seed, dtype, torch_only,
+           tuple((n, tuple(p)) for n, p in pairs), tuple((n, tuple(p)) for n, p in dropout_pairs))
+
+    def run():
+        with precision(dtype):
+            tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
+            set_mode(tm, fm, mode)
+            with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
+                t, t_layers, order = run_torch(tm, torch_input(x_nchw, dtype), [n for n, _ in pairs])
+                f, f_layers = (None, {}) if torch_only else run_flax(fm, flax_input(x_nchw, dtype), pairs)
+        return (torch_output_leaves(t), {k: to_flax_layout(v) for k, v in t_layers.items()}, order,
+                None if f is None else output_leaves(f), f_layers)
+
+    return shared.memo(key, run)
+
+
 def logits_pair(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *, mode: str,
                 dropout_pairs: Sequence[ModulePair] = (), masks: str = "off", seed: int = 0,
                 dtype: str = "float32", torch_only: bool = False, layer_pairs: Sequence[ModulePair] | None = None
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
-    """(torch outputs, Flax outputs) from synced copies, each {path: array} (`output_leaves`: one entry ""
-    for a single tensor); in train mode dropout is `masks` "off" or "same".
-
-    The Flax run records `layer_pairs` (default: every key-map layer) as the `layers` family does, only
-    to share its compilation."""
-    pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
-    with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
-        set_mode(tm, fm, mode)
-        with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), seed=seed, identity=masks == "off"):
-            t, _, _ = run_torch(tm, torch_input(x_nchw, dtype))
-            f = None if torch_only else output_leaves(run_flax(fm, flax_input(x_nchw, dtype), pairs)[0])
-    return torch_output_leaves(t), f  # a dense (N, C, H, W) output is compared in the Flax layout, NHWC
+    """(torch outputs, Flax outputs) of `twin_runs`, each {path: array} (`output_leaves`: one entry "" for
+    a single tensor); a dense (N, C, H, W) output is compared in the Flax layout, NHWC."""
+    t, _, _, f, _ = twin_runs(torch_model, flax_model, key_map, x_nchw, mode=mode, dropout_pairs=dropout_pairs,
+                              masks=masks, seed=seed, dtype=dtype, torch_only=torch_only, layer_pairs=layer_pairs)
+    return t, f
 
 
 def _exact_and_torch32(torch_model, flax_model, key_map, x_nchw, **kw) -> tuple[dict, dict]:

@@ -9,12 +9,9 @@ from typing import Sequence
 import numpy as np
 
 from parity.suite import tolerances, verdict
-from parity.suite.forward import set_mode
-from parity.suite.masks import fixed_dropout
-from parity.suite.record import run_flax, run_torch
+from parity.suite.forward import twin_runs
 from parity.suite.results import Check
-from parity.suite.twins import (KeyMappingLike, ModulePair, flax_input, module_pairs, path_str, precision, prepare,
-                                to_flax_layout, torch_input)
+from parity.suite.twins import KeyMappingLike, ModulePair, module_pairs, path_str
 
 FAMILY = "layers"
 
@@ -23,15 +20,12 @@ def layer_outputs(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_
                   layer_pairs: Sequence[ModulePair] | None = None, mode: str = "eval",
                   dropout_pairs: Sequence[ModulePair] = (), dtype: str = "float32", torch_only: bool = False
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
-    """(torch outputs, Flax outputs in Flax layout, torch names in the order their forward finished)."""
-    pairs = list(module_pairs(key_map) if layer_pairs is None else layer_pairs)
-    with precision(dtype):
-        tm, fm = prepare(torch_model, flax_model, key_map, dtype, torch_only=torch_only)
-        set_mode(tm, fm, mode)
-        with fixed_dropout(tm, fm, dropout_pairs if mode == "train" else (), identity=True):
-            _, t_out, order = run_torch(tm, torch_input(x_nchw, dtype), [n for n, _ in pairs])
-            f_out = {} if torch_only else run_flax(fm, flax_input(x_nchw, dtype), pairs)[1]
-    return {k: to_flax_layout(v) for k, v in t_out.items()}, f_out, order
+    """(torch outputs, Flax outputs in Flax layout, torch names in the order their forward finished), from
+    the forward family's run (`twin_runs`, dropout off), which `shared_runs` lets both families share."""
+    _, t_layers, order, _, f_layers = twin_runs(torch_model, flax_model, key_map, x_nchw, mode=mode,
+                                                dropout_pairs=dropout_pairs, dtype=dtype, torch_only=torch_only,
+                                                layer_pairs=layer_pairs)
+    return t_layers, f_layers, order
 
 
 def layer_errors(torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray, *,

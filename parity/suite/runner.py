@@ -3,6 +3,7 @@ check that carries the exception (a key-map hole or a shape mismatch is a findin
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -24,6 +25,7 @@ from parity.suite.pinned import pinnable
 from parity.suite.layers import layer_checks
 from parity.suite.pair import TwinPair
 from parity.suite.results import FAMILIES, Check, Report, skipped
+from parity.suite.shared import shared_runs
 from parity.suite.schedule import ScheduleCase, ScheduleFn, schedule_checks
 from parity.suite.trajectory import trajectory_checks
 
@@ -139,9 +141,18 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
 
     runs = {"forward": forward, "layers": layers, "gradient": gradient, "batchnorm": batchnorm,
             "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy, "bf16": bf16}
-    for family in FAMILIES:
-        if family not in options.families:
-            continue
+    with contextlib.ExitStack() as sharing:
+        sharing.enter_context(shared_runs())  # forward and layers: one run per (mode, dtype) for both
+        for family in FAMILIES:
+            if family not in ("forward", "layers"):
+                sharing.close()
+            _run_family(family, runs, options, report, timings, log)
+    report.meta["seconds_per_family"] = timings
+    return report
+
+
+def _run_family(family: str, runs: dict, options: SuiteOptions, report: Report, timings: dict, log) -> None:
+    if family in options.families:
         start = time.perf_counter()
         try:
             checks = runs[family]()
@@ -154,8 +165,6 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
             bad = sum(not c.passed for c in checks)
             log(f"{family}: {len(checks)} checks, {'all pass' if not bad else f'{bad} FAIL'} "
                 f"({timings[family]:.1f} s)")
-    report.meta["seconds_per_family"] = timings
-    return report
 
 
 def _float32_only_failure(checks) -> bool:
