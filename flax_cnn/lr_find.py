@@ -51,18 +51,13 @@ def _module(cfg):
     import tempfile
     from pathlib import Path
 
-    from flax_cnn.model.emitted import EmittedModel
     from flax_cnn.training import external
 
-    path, flag = cfg.flax_model, "--flax-model"
-    if not path:
+    if not cfg.flax_model:
         folder = Path(tempfile.mkdtemp(prefix="flax_cnn_lr_find_port_"))
         path = external.port_torch_model(cfg.torch_model, folder, seed=cfg.seed, log=lambda *_: None)
-        flag = f"--torch-model {cfg.torch_model}, ported to"
-    emitted = EmittedModel(path, flag=flag)
-    module = emitted.build(cfg.init_from)
-    emitted.check_output(module, num_classes=cfg.model_config().num_classes)
-    return module
+        cfg = cfg.replace(flax_model=str(path))
+    return external.emitted_module(cfg)[1]
 
 
 def _find(lcfg: LRFindConfig) -> LRFindResult:

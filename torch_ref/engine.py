@@ -171,15 +171,11 @@ class TorchEngine:
         return sum(p.numel() for p in self.model.parameters())
 
     def model_stats(self, cfg: TrainConfig) -> dict:
-        """{"macs", "receptive_field"} per image: from the ModelConfig, or for a `--torch-model` MACs by
-        torch's own FlopCounterMode (2 flops per multiply-accumulate) and no receptive field (the JAX
-        trainer traces the port for it)."""
-        from flax_cnn.model import analysis
+        """{"macs", "receptive_field"} per image of a `--torch-model`: MACs by torch's own FlopCounterMode
+        (2 flops per multiply-accumulate), no receptive field (the JAX trainer traces the port for it)."""
+        from torch.utils.flop_counter import FlopCounterMode
 
         m = cfg.model_config()
-        if not cfg.torch_model:
-            return {"macs": analysis.macs(m), "receptive_field": analysis.receptive_field(m)}
-        from torch.utils.flop_counter import FlopCounterMode
 
         model = self._evaluated
         was_training = model.training

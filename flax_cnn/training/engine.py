@@ -13,7 +13,6 @@ from jax.experimental import multihost_utils
 from flax_cnn.runtime import devices
 from flax_cnn.training import optim, schedules
 from flax_cnn.checkpoints.orbax_io import Checkpoints
-from flax_cnn.model import analysis
 from flax_cnn.model.cnn import build_model, num_params
 from flax_cnn.training.step import (Model, TrainState, init_state, make_eval_step, make_train_step, make_tta_step,
                                     zero_metrics)
@@ -34,12 +33,9 @@ class JaxEngine:
                  augment: Callable | None = None):
         self.emitted = None
         if cfg.flax_model:  # an emitted model.py: its load() weights, or --init-from through its own load(path)
-            from flax_cnn.model.emitted import EmittedModel
+            from flax_cnn.training.external import emitted_module
 
-            flag = f"--torch-model {cfg.torch_model}, ported to" if cfg.torch_model else "--flax-model"
-            self.emitted = EmittedModel(cfg.flax_model, flag=flag)
-            module = self.emitted.build(cfg.init_from)
-            self.emitted.check_output(module, num_classes=cfg.model_config().num_classes)
+            self.emitted, module = emitted_module(cfg)
         else:
             module = build_model(cfg.model_config(), seed=cfg.seed)
             if cfg.init_from:
@@ -158,11 +154,7 @@ class JaxEngine:
         return num_params(self.module)
 
     def model_stats(self, cfg: TrainConfig) -> dict:
-        """{"macs", "receptive_field"} per image: from the ModelConfig, or for an emitted model from its
-        traced program (`trace_stats`)."""
-        if self.emitted is None:
-            return {"macs": analysis.macs(cfg.model_config()),
-                    "receptive_field": analysis.receptive_field(cfg.model_config())}
+        """{"macs", "receptive_field"} per image of an emitted model, from its traced program (`trace_stats`)."""
         from flax_cnn.model.trace_stats import trace_stats
 
         m = cfg.model_config()

@@ -103,6 +103,18 @@ def port_torch_model(spec: str, out_dir: Path, *, seed: int, input_size: int = 3
     return out_dir / "model.py"
 
 
+def emitted_module(cfg: TrainConfig):
+    """(EmittedModel, its module) for `cfg.flax_model`: the file's load() weights or `--init-from` through its
+    own load(path), checked to map an image batch to (N, num_classes) logits."""
+    from flax_cnn.model.emitted import EmittedModel
+
+    flag = f"--torch-model {cfg.torch_model}, ported to" if cfg.torch_model else "--flax-model"
+    emitted = EmittedModel(cfg.flax_model, flag=flag)
+    module = emitted.build(cfg.init_from)
+    emitted.check_output(module, num_classes=cfg.model_config().num_classes)
+    return emitted, module
+
+
 def prepare_jax(cfg: TrainConfig, out: Path, log=print) -> TrainConfig:
     """For the JAX trainer: `--torch-model` without `--flax-model` becomes `--flax-model OUT/ported/model.py`,
     ported now (or, resuming, the port the run already holds)."""

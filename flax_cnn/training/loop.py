@@ -227,7 +227,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "best_epoch": best["epoch"],
         **({"final_test_accuracy_tta": history[-1]["test_accuracy_tta"]} if "test_accuracy_tta" in history[-1] else {}),
         "params": engine.num_params(),
-        **engine.model_stats(cfg),  # "macs", "receptive_field" (None: "n/a")
+        **_model_stats(cfg, engine),  # "macs", "receptive_field" (None: "n/a")
         "wall_seconds": round(wall, 1),
         "epoch_seconds_total": round(sum(r["epoch_seconds"] for r in history), 1),  # across resumes too
         "train_examples": data.n_train,
@@ -252,6 +252,16 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         ("run directory", str(out)),
     ]))
     return summary
+
+
+def _model_stats(cfg: TrainConfig, engine: Engine) -> dict:
+    """A ModelConfig's own numbers (`analysis`), or what the engine measures of an external model."""
+    if external.is_external(cfg):
+        return engine.model_stats(cfg)
+    from flax_cnn.model import analysis
+
+    m = cfg.model_config()
+    return {"macs": analysis.macs(m), "receptive_field": analysis.receptive_field(m)}
 
 
 def _read_summary(out: Path) -> dict | None:
