@@ -14,7 +14,8 @@ from parity.suite.kinks import choose_batch, count_flips
 from parity.suite.masks import FlaxMask, MaskBank, TorchMask
 from parity.suite.pair import flax_skeleton, project_pairs
 from parity.suite.results import Check, Report, elementwise_rel_err, rel_err
-from parity.suite.twins import ParityError, module_pairs, sync_weights
+from parity.suite import compiled
+from parity.suite.twins import ParityError, module_pairs, sync_weights, torch_macs
 from tests.conftest import TINY
 
 
@@ -110,3 +111,24 @@ def test_a_float32_only_gradient_miss_moves_to_the_next_batch_and_a_float64_miss
     assert _float32_only_failure([c("float32", False), c("float64", True)])  # exact math agrees: rounding
     assert not _float32_only_failure([c("float32", False), c("float64", False)])  # a wrong port
     assert not _float32_only_failure([c("float32", True), c("float64", True)])
+
+
+def test_torch_macs_counts_one_forward_and_changes_no_state():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)).train()
+    model[1].eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    assert torch_macs(model, x) == 2 * 32 * 32 * 8 * 3 * 9  # the conv's; FlopCounterMode counts no BatchNorm
+    assert model[0].training and not model[1].training  # each module's own mode restored
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_float64_programs_compile_optimised_only_inside_the_switch():
+    """Level 0 suits the small programs of a check; a full-size net's float64 convs need LLVM's optimiser."""
+    f64, f32 = np.zeros(2, np.float64), np.zeros(2, np.float32)
+    assert compiled._fast(f64) and compiled._fast(f32)
+    with compiled.float64_optimised(True):
+        assert not compiled._fast({"w": f64}, (f32,)) and compiled._fast(f32)
+        with compiled.float64_optimised(False):
+            assert compiled._fast(f64)
+    assert compiled._fast(f64)

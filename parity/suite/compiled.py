@@ -10,8 +10,10 @@ of an equal graph in the same mode, dtype, shape and conv formulation reuses one
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import numpy as np
@@ -21,12 +23,37 @@ from flax_cnn.model import ops
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
+FLOAT64_FAST_MACS = 50_000_000
+"""Above this many multiply-accumulates per forward, float64 programs compile with XLA's defaults.
+XLA:CPU runs float32 convolutions on Eigen at any level but emits float64 ones as its own loops, which
+LLVM at level 0 leaves unvectorised: measured on a 2-vCPU Xeon (AVX-512), value_and_grad in float64 at
+batch 2, first call / each later call: ResNeXt29-2x64d (1.4 G MACs) 7.3 / 3.3 s at the defaults, 103 /
+100 s under FAST_COMPILE; a test-zoo GoogLeNet (13 M MACs) 10.4 / 0.03 s vs 3.3 / 0.24 s. A check calls
+each program a few times, so level 0 pays off below ~5e7 MACs and costs minutes above it."""
+
+_optimise_float64 = contextvars.ContextVar("optimise_float64", default=False)
+
+
+@contextlib.contextmanager
+def float64_optimised(on: bool = True) -> Iterator[None]:
+    """Within: float64 programs compile with XLA's default pipeline (`FLOAT64_FAST_MACS` says when)."""
+    token = _optimise_float64.set(on)
+    try:
+        yield
+    finally:
+        _optimise_float64.reset(token)
+
 
 def compiler_options(fast: bool = True) -> dict | None:
     """The trainer's XLA:CPU options plus FAST_COMPILE on CPU; None (the defaults) elsewhere or when
     not `fast`."""
     base = ops.cpu_compiler_options()
     return {**base, **FAST_COMPILE} if base is not None and fast else None
+
+
+def _fast(*trees) -> bool:
+    """FAST_COMPILE for this call: unless float64 programs are to be optimised and it has a float64 input."""
+    return not (_optimise_float64.get() and any(getattr(a, "dtype", None) == np.float64 for a in jax.tree.leaves(trees)))
 
 
 def _finite(out) -> bool:
@@ -66,8 +93,9 @@ def module_jit(fn: Callable) -> Callable:
 
     def call(model, *args, static: tuple = ()):
         graphdef, state = nnx.split(model)
-        out, new_state = jitted(True)(graphdef, state, tuple(static), ops.active_formulation(), *args)
-        if not _finite(out):  # see `value_and_grad`: XLA's default pipeline, once more
+        fast = _fast(state, args)
+        out, new_state = jitted(fast)(graphdef, state, tuple(static), ops.active_formulation(), *args)
+        if fast and not _finite(out):  # see `value_and_grad`: XLA's default pipeline, once more
             out, new_state = jitted(False)(graphdef, state, tuple(static), ops.active_formulation(), *args)
         nnx.update(model, new_state)
         return out
@@ -93,8 +121,9 @@ def value_and_grad(loss: Callable, *, has_aux: bool = False) -> Callable:
 
     def call(model, *args, static: tuple = ()):
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        out = jitted(True)(graphdef, params, rest, tuple(static), ops.active_formulation(), *args)
-        if not _finite(out):
+        fast = _fast(params, args)
+        out = jitted(fast)(graphdef, params, rest, tuple(static), ops.active_formulation(), *args)
+        if fast and not _finite(out):
             # Under FAST_COMPILE (with or without YNNPACK's reduce fusion) jaxlib 0.10 returned NaN gradients,
             # float32 and float64, for a CBAM net (channel max and mean of one tensor, then a 7x7 conv;
             # tests/zoo/modern.py cbam_resnet) that XLA's default pipeline computes finite and exact (4e-15

@@ -14,6 +14,7 @@ import numpy as np
 
 from flax_cnn.training import schedules
 from flax_cnn.training.config import TrainConfig
+from parity.suite import compiled
 from parity.suite.accuracy import accuracy_checks
 from parity.suite.batchnorm import batchnorm_checks
 from parity.suite.bf16 import bf16_checks
@@ -28,6 +29,7 @@ from parity.suite.results import FAMILIES, Check, Report, skipped
 from parity.suite.shared import shared_runs
 from parity.suite.schedule import ScheduleCase, ScheduleFn, schedule_checks
 from parity.suite.trajectory import trajectory_checks
+from parity.suite.twins import torch_macs
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
 
     runs = {"forward": forward, "layers": layers, "gradient": gradient, "batchnorm": batchnorm,
             "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy, "bf16": bf16}
-    with contextlib.ExitStack() as sharing:
+    big = torch_macs(tm, x) > compiled.FLOAT64_FAST_MACS  # else its float64 programs run unoptimised for minutes
+    with compiled.float64_optimised(big), contextlib.ExitStack() as sharing:
         sharing.enter_context(shared_runs())  # forward and layers: one run per (mode, dtype) for both
         for family in FAMILIES:
             if family not in ("forward", "layers"):
