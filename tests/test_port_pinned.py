@@ -16,6 +16,7 @@ from parity.port.probe import KinkSite, PortProbe
 from parity.suite import compiled, pinned
 from parity.suite.gradient import gradients, pinned_gradient_checks
 from tests.zoo.resnet import resnet18
+from tests.zoo.vgg import vgg11
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,49 @@ def _with_eps(result, eps: float):
     module = nnx.clone(result.module)
     pl.child(module, "stage2.0.bn_a").eps = eps
     return module
+
+
+@pytest.fixture(scope="module")
+def pooled(one_torch_thread):
+    """A VGG-11 (five 2x2 max-pools after ReLUs): its windows' maxima are kink sites too."""
+    torch.manual_seed(0)
+    model = vgg11(width=4)
+    result = port(model, torch.randn(2, 3, 32, 32))
+    x, y = random_batches((2, 3, 32, 32), 10, count=1)[0]
+    model = calibrated_bn(model, random_batches((16, 3, 32, 32), 2, count=1, seed=1)[0][0])
+    return model, result, PortProbe(result), x, y
+
+
+def test_max_pools_are_pinned_to_the_window_maximum_chosen(pooled):
+    """Pinned to torch's own float64 choices the gradient is unchanged; pinned to another element of a
+    window, the gradient reaches that element instead."""
+    model, result, probe, x, y = pooled
+    assert pinned.pinnable(probe) and sum(s.pool is not None for s in probe.sites) == 5
+    exact = probe.torch_inputs(model.double(), x, "float64")
+    model.float()
+    _, natural, _ = gradients(model, result.module, result.key_map, x, y, dtype="float64", torch_only=True)
+    _, same = pinned.torch_gradients(probe, model, result.module, result.key_map, x, y, exact, dtype="float64")
+    assert max(float(np.max(np.abs(same[k] - natural[k]))) for k in natural) < 1e-13
+    pool = next(s.op for s in probe.sites if s.pool is not None)
+    moved = dict(exact, **{pool: -exact[pool]})  # every window of the first pool now "chose" its minimum
+    _, other = pinned.torch_gradients(probe, model, result.module, result.key_map, x, y, moved, dtype="float64")
+    assert max(float(np.max(np.abs(other[k] - natural[k]))) for k in natural) > 1e-3
+
+
+def test_a_moved_window_maximum_within_rounding_passes_and_a_far_one_fails():
+    site = KinkSite("pool", "x", (), True, pool=(2, 2, 0, 1, False))
+    probe = type("P", (), {"sites": [site]})()
+    exact = np.array([0.5, 0.5 + 1e-8, 0.1, 0.2]).reshape(1, 2, 2, 1)  # NHWC: one 2x2 window
+    torch32 = exact + 1e-7                                            # torch float32's own error: 1e-7
+    near = np.array([0.5 + 2e-8, 0.5 + 1e-8, 0.1, 0.2]).reshape(1, 2, 2, 1)  # chose an element 1e-8 below
+    far = np.array([0.5, 0.5 + 1e-8, 0.9, 0.2]).reshape(1, 2, 2, 1)          # chose one 0.4 below: a bug
+    ok = pinned.decisions_check(probe, {"pool": exact}, {"pool": near}, {"pool": torch32})
+    bad = pinned.decisions_check(probe, {"pool": exact}, {"pool": far}, {"pool": torch32})
+    assert ok.passed and ok.details["flips"] == 1
+    assert not bad.passed and bad.error > 1e6 and "window maximum" in bad.where
+
+
+def test_pinned_verdict_passes_an_exact_port_with_max_pools(pooled):
+    model, result, probe, x, y = pooled
+    checks = pinned_gradient_checks(probe, model, result.module, result.key_map, x, y, dtypes=("float32", "float64"))
+    assert all(c.passed for c in checks), [(c.name, c.error, c.tol, c.where) for c in checks]

@@ -19,6 +19,7 @@ from torch import fx
 
 from parity.port.program import NHWC, Op, Ref
 from parity.suite.masks import PATCHED
+from parity.suite.pinned import argmax_gaps
 
 # Where the derivative jumps, per ported function (clamp: its bounds).
 KINK_POINTS: dict[str, tuple[float, ...]] = {"relu": (0.0,), "relu6": (0.0, 6.0), "leaky_relu": (0.0,),
@@ -89,21 +90,6 @@ def _site(op: Op, layers: dict) -> KinkSite | None:
                     bounds=bounds)
 
 
-def _argmax_moves(exact: np.ndarray, other: np.ndarray, pool: tuple) -> int:
-    """Windows (NHWC inputs) whose maximum `other` puts on an element the exact input holds strictly smaller."""
-    import torch.nn.functional as F
-
-    kernel, stride, padding, dilation, ceil_mode = pool
-    e = torch.from_numpy(exact.astype(np.float64).transpose(0, 3, 1, 2).copy())
-    o = torch.from_numpy(other.astype(np.float64).transpose(0, 3, 1, 2).copy())
-    kw = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
-              return_indices=True)
-    top, i_e = F.max_pool2d(e, **kw)
-    _, i_o = F.max_pool2d(o, **kw)
-    at_other = e.flatten(2).gather(2, i_o.flatten(2)).view_as(top)
-    return int(((i_e != i_o) & (at_other < top)).sum())
-
-
 class PortProbe:
     """Reads the kink ops' inputs of a port's train-mode program, in Flax and (via the fx graph) in torch."""
 
@@ -154,7 +140,7 @@ class PortProbe:
             o = other.get(name)
             if o is None or o.shape != e.shape:
                 continue
-            n = _argmax_moves(e, o, sites[name].pool) if sites[name].pool is not None else 0
+            n = len(argmax_gaps(e, o, sites[name].pool)) if sites[name].pool is not None else 0
             for k in sites[name].points:
                 d = e.astype(np.float64) - k
                 n += int(np.sum(((o.astype(np.float64) - k > 0) != (d > 0)) & (np.abs(d) >= tiny)))

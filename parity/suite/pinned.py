@@ -7,9 +7,11 @@ flips somewhere (RegNetY-400MF at batch 2: 29 in the Flax float32 forward), so n
 exists to judge on. Here the torch references are recomputed with each kink op taking the *Flax
 float32 forward's* decisions (which side of each kink every value is on), the way fixed dropout
 masks are injected: exact (float64) and torch float32 then differentiate the same piecewise branch
-the port did, and the comparison measures the port's arithmetic, not the flips. A separate check
+the port did, and the comparison measures the port's arithmetic, not the flips. A max-pool is pinned
+the same way: each window takes the element the Flax forward chose as its maximum. A separate check
 proves the decisions themselves right: every value whose side differs from the exact forward's
-lies within torch float32's own rounding of the kink at that op.
+lies within torch float32's own rounding of the kink at that op, and every window whose maximum
+moved chose an element within that rounding of the exact maximum.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import fx
 
 from parity.suite.forward import set_mode
@@ -55,9 +58,29 @@ def regions(site, values: np.ndarray) -> np.ndarray:
     return sum((values > p).astype(np.int64) for p in sorted(site.points))
 
 
+def pool_indices(values: np.ndarray, pool: tuple) -> torch.Tensor:
+    """Each window's maximum in `values` (NHWC) as torch's flat H*W index into the NCHW input (ties:
+    the first, as torch chooses)."""
+    kernel, stride, padding, dilation, ceil_mode = pool
+    v = torch.from_numpy(values.astype(np.float64).transpose(0, 3, 1, 2).copy())
+    return F.max_pool2d(v, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                        ceil_mode=ceil_mode, return_indices=True)[1]
+
+
+def argmax_gaps(exact: np.ndarray, other: np.ndarray, pool: tuple) -> np.ndarray:
+    """For each window whose maximum `other` puts on an element the exact input holds strictly smaller:
+    how much smaller (exact window maximum minus the exact value `other` chose)."""
+    e = torch.from_numpy(exact.astype(np.float64).transpose(0, 3, 1, 2).copy())
+    i_e, i_o = pool_indices(exact, pool), pool_indices(other, pool)
+    top = e.flatten(2).gather(2, i_e.flatten(2))
+    at_other = e.flatten(2).gather(2, i_o.flatten(2))
+    gap = (top - at_other).flatten()
+    return gap[gap > 0].numpy()
+
+
 def pinnable(probe) -> bool:
-    """Every kink site has branches to pin (a max-pool's argmax cannot be pinned this way)."""
-    return all(s.pool is None and s.fn for s in probe.sites)
+    """Every kink site has branches or a window choice to pin."""
+    return all(s.pool is not None or s.fn for s in probe.sites)
 
 
 def torch_gradients(probe, torch_model, flax_model, key_map: Sequence[KeyMappingLike], x_nchw: np.ndarray,
@@ -71,6 +94,9 @@ def torch_gradients(probe, torch_model, flax_model, key_map: Sequence[KeyMapping
     pieces = {}
     for name, v in pattern.items():
         site = sites[name]
+        if site.pool is not None:
+            pieces[name] = pool_indices(v, site.pool)
+            continue
         r = regions(site, v)
         pieces[name] = torch.from_numpy(r.transpose(0, 3, 1, 2).copy() if site.nhwc and r.ndim == 4 else r)
 
@@ -82,6 +108,9 @@ def torch_gradients(probe, torch_model, flax_model, key_map: Sequence[KeyMapping
             if n.name not in pieces:
                 return super().run_node(n)
             x = self.env[n.args[0]] if isinstance(n.args[0], fx.Node) else n.args[0]
+            if sites[n.name].pool is not None:  # each window's maximum where the Flax forward found it
+                idx = pieces[n.name]
+                return x.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
             branches, which = _branches(sites[n.name], x), pieces[n.name]
             out = branches[-1]
             for i in range(len(branches) - 2, -1, -1):
@@ -108,16 +137,21 @@ def decisions_check(probe, exact: dict[str, np.ndarray], flax32: dict[str, np.nd
         if f is None or t is None or f.shape != e.shape:
             continue
         site = sites[name]
-        moved = regions(site, f) != regions(site, e)
-        if not moved.any():
+        if site.pool is not None:
+            dist = argmax_gaps(e, f, site.pool)  # a moved maximum: how far below the exact one it is
+        else:
+            moved = regions(site, f) != regions(site, e)
+            dist = (np.min(np.stack([np.abs(e[moved] - p) for p in site.points]), axis=0) if moved.any()
+                    else np.zeros(0))
+        if not dist.size:
             continue
-        flips += int(moved.sum())
+        flips += int(dist.size)
         own = float(np.max(np.abs(t.astype(np.float64) - e)))
-        dist = np.min(np.stack([np.abs(e[moved] - p) for p in site.points]), axis=0)
         ratio = float(np.max(dist)) / max(own, np.finfo(np.float32).tiny)
         if ratio > worst:
-            worst, where = ratio, f"{name}: exact input {float(np.max(dist)):.2e} from the kink, torch float32's own " \
-                                  f"error there {own:.2e}"
+            what = "window maximum" if site.pool is not None else "kink"
+            worst, where = ratio, f"{name}: exact input {float(np.max(dist)):.2e} from the {what}, torch float32's " \
+                                  f"own error there {own:.2e}"
     name = f"kink decisions of the Flax forward, {flips} flip(s) against exact [float32]"
     return Check("gradient", name, worst, WITHIN, "" if worst <= WITHIN else where,
                  {"flips": flips, "rule": f"each flipped value within {WITHIN:g}x torch float32's own input error "
