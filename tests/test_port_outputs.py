@@ -89,3 +89,40 @@ def test_a_wrong_small_output_fails_on_its_own(tmp_path):
     assert not any(n.endswith("output['logits']") for n in fails)  # the rest still agrees
     assert any(c.family == "gradient" and not c.passed for c in report.checks)
     compiled.clear()
+
+
+@pytest.fixture(scope="module")
+def centernet():
+    """CenterNet (tests/zoo/centernet.py, written from the paper for this test): a dict of three dense
+    heads over depthwise up-convolutions. Its weights are jittered as training would leave them: the
+    paper's bilinear up-convolution kernels are symmetric, and a symmetric kernel hides an unflipped one."""
+    from tests.zoo.centernet import centernet as build
+
+    torch.manual_seed(0)
+    model = build()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * p.detach().abs().mean() * torch.randn_like(p))
+    return model, port(model, torch.randn(2, 3, 32, 32))
+
+
+def test_a_paper_model_with_dict_outputs_ports_and_passes(centernet):
+    model, result = centernet
+    assert "return {'hm': " in result.source and "feature_group_count=g" in result.source
+    report = run_checks(model, result, (2, 3, 32, 32), families=CHECK_FAMILIES, float64=True,
+                        inputs=CheckInputs(count=2))
+    assert report.passed, [(c.family, c.name, c.error, c.tol) for c in report.failures()]
+    assert float64_agreement(report) <= 1e-12
+    assert {c.name.rsplit("output", 1)[1] for c in report.checks if c.family == "forward"} == {
+        "['hm']", "['wh']", "['reg']"}
+
+
+def test_an_unflipped_grouped_up_convolution_fails(centernet, tmp_path):
+    model, result = centernet
+    compiled.clear()
+    bad = mutated(result, "        w = w[::-1, ::-1]\n", "", tmp_path)
+    report = run_checks(model, bad, (2, 3, 32, 32), families=("forward", "layers"))
+    fails = [c for c in report.failures() if "[float32]" in c.name]
+    assert fails and all(c.error > 1e3 * c.details["torch_error"] for c in fails if "torch_error" in c.details)
+    assert any("ups.0.up" in c.where for c in fails if c.family == "layers"), [(c.name, c.where) for c in fails]
+    compiled.clear()
