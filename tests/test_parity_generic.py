@@ -132,3 +132,10 @@ def test_float64_programs_compile_optimised_only_inside_the_switch():
         with compiled.float64_optimised(False):
             assert compiled._fast(f64)
     assert compiled._fast(f64)
+
+
+def test_a_channel_dropout_site_gets_one_mask_value_per_feature_map():
+    bank = MaskBank({"site": 0.5}, seed=3, channels=frozenset({"site"}))
+    s = bank.scale_nchw("site", (4, 8, 3, 5))
+    assert np.all(s == s[:, :, :1, :1]) and 0 < (s[:, :, 0, 0] != 0).mean() < 1
+    assert not np.all((e := MaskBank({"site": 0.5}, seed=3).scale_nchw("site", (4, 8, 3, 5))) == e[:, :, :1, :1])

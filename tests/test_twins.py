@@ -179,6 +179,7 @@ def test_safetensors_written_by_either_twin_load_in_the_other(twins, cfg, images
 def test_same_padding_trap_is_real():
     """XLA 'SAME' pads a stride-2 3x3 conv on 32x32 by (0, 1); torch pads (1, 1). We use (1, 1)."""
     import jax.numpy as jnp
+    from flax import nnx
     from jax import lax
 
     from flax_cnn.model import ops
@@ -191,3 +192,23 @@ def test_same_padding_trap_is_real():
     ref = conv(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).detach().numpy().transpose(0, 2, 3, 1)
     assert np.abs(np.asarray(ours) - ref).max() < 1e-5
     assert np.abs(np.asarray(same) - ref).max() > 1e-2
+
+
+def test_channel_dropout_drops_whole_feature_maps_in_both_twins(cfg):
+    """--dropout-kind channel: one draw per (sample, channel), kept maps scaled by 1/(1-p), as nn.Dropout2d."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    ch = cfg.replace(dropout=0.5, dropout_kind="channel")
+    tm, fm = torch_ref.build_model(ch, seed=0), build_model(ch, seed=0)
+    assert all(isinstance(m.drop, torch.nn.Dropout2d) for m in tm.modules() if hasattr(m, "drop"))
+    drops = [m.drop for _, m in nnx.iter_modules(fm) if hasattr(m, "drop")]
+    assert drops and all(d.channel for d in drops)
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in torch_ref.build_model(cfg.replace(dropout=0.5)).modules())
+    torch.manual_seed(0)
+    t = tm.features[0][0].drop.train()(torch.ones(8, 16, 4, 4)).numpy().transpose(0, 2, 3, 1)
+    f = np.asarray(drops[0](jnp.ones((8, 4, 4, 16)), jax.random.key(0)))
+    for y in (t, f):  # NHWC
+        assert np.all(y == y[:, :1, :1, :]) and set(np.unique(y)) <= {0.0, 2.0}
+        assert 0.3 < (y[:, 0, 0, :] != 0).mean() < 0.7  # p = 0.5 over 128 maps

@@ -39,7 +39,7 @@ class ConvBNAct(nn.Sequential):
             conv=conv,
             bn=nn.BatchNorm2d(spec.out_channels, eps=cfg.bn_eps, momentum=cfg.bn_momentum),
             act=ACTIVATIONS[cfg.activation](),
-            drop=nn.Dropout(cfg.dropout),
+            drop=(nn.Dropout2d if cfg.dropout_kind == "channel" else nn.Dropout)(cfg.dropout),
         ))
 
 

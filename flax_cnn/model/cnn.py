@@ -26,7 +26,7 @@ class ConvBNAct(nnx.Module):
         self.bn = BatchNorm2d(spec.out_channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps,
                               unbiased_running_var=cfg.bn_unbiased_running_var)
         self.act_name = cfg.activation
-        self.drop = Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout, channel=cfg.dropout_kind == "channel")
 
     def __call__(self, x, key=None):
         return self.drop(ACTIVATIONS[self.act_name](self.bn(self.conv(x))), key)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Activation = Literal["relu", "relu6", "silu", "gelu"]
+DropoutKind = Literal["element", "channel"]
 
 
 class ConfigError(ValueError):
@@ -95,6 +96,9 @@ class ModelConfig:
     num_classes: int = 10
     input_size: int = 32
     dropout: float = 0.05
+    dropout_kind: DropoutKind = "element"
+    """element: each activation dropped on its own (torch nn.Dropout); channel: whole feature maps per
+    sample (torch nn.Dropout2d, SpatialDropout)."""
     activation: Activation = "relu"
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
@@ -146,6 +150,8 @@ def validate(cfg: ModelConfig) -> None:
     need(cfg.num_classes >= 2, "num_classes", f"must be >= 2, got {cfg.num_classes}")
     need(cfg.input_size >= 1, "input_size", f"must be >= 1, got {cfg.input_size}")
     need(0.0 <= cfg.dropout < 1.0, "dropout", f"must be in [0, 1), got {cfg.dropout}")
+    need(cfg.dropout_kind in ("element", "channel"), "dropout_kind",
+         f"must be element or channel, got {cfg.dropout_kind!r}")
     need(0.0 < cfg.bn_momentum <= 1.0, "bn_momentum", f"must be in (0, 1], got {cfg.bn_momentum}")
     need(cfg.bn_eps > 0, "bn_eps", f"must be > 0, got {cfg.bn_eps}")
     need(cfg.activation in ("relu", "relu6", "silu", "gelu"), "activation",

@@ -102,10 +102,12 @@ def sharding_of(x):
 
 
 class Dropout(nnx.Module):
-    """Inverted dropout with an explicit key (no hidden RNG state: runs resume bit-exactly)."""
+    """Inverted dropout with an explicit key (no hidden RNG state: runs resume bit-exactly);
+    `channel=True` drops whole feature maps of an NHWC input, one draw per (sample, channel), as
+    torch's nn.Dropout2d."""
 
-    def __init__(self, rate: float, *, deterministic: bool = False):
-        self.rate, self.deterministic = rate, deterministic
+    def __init__(self, rate: float, *, deterministic: bool = False, channel: bool = False):
+        self.rate, self.deterministic, self.channel = rate, deterministic, channel
 
     def __call__(self, x, key=None):
         if self.deterministic or self.rate == 0.0:
@@ -114,7 +116,8 @@ class Dropout(nnx.Module):
             raise ValueError("Dropout in train mode needs a PRNG key: call model(x, key=...)")
         # Under an explicit 'data' mesh (multi-process runs) the mask must carry x's sharding: select
         # refuses operands sharded differently (ShardingTypeError), so draw it sharded like x.
-        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape, out_sharding=sharding_of(x))
+        shape = (x.shape[0], 1, 1, x.shape[3]) if self.channel and x.ndim == 4 else x.shape
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, shape, out_sharding=sharding_of(x))
         return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 

@@ -90,6 +90,8 @@ class TrainConfig:
     dropout: float = 0.05
     """Dropout rate after every conv layer, element-wise (overrides the --model file's; the GELU
     preset's runs used 0)."""
+    dropout_kind: Literal["element", "channel"] = "element"
+    """element (torch nn.Dropout) or channel (whole feature maps, nn.Dropout2d); overrides the --model file's."""
     model: str | None = None
     """A ModelConfig JSON file describing another architecture (default: ModelConfig(), the
     wide separable net with ReLU; docs/experiments/arch_all_separable_wide_gelu.json is the GELU
@@ -152,7 +154,7 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         base = read_model_file(self.model) if self.model else ModelConfig()
-        return base.replace(dropout=self.dropout)
+        return base.replace(dropout=self.dropout, dropout_kind=self.dropout_kind)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

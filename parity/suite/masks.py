@@ -28,12 +28,13 @@ from parity.suite.twins import ModulePair, swapped_flax, swapped_torch, to_flax_
 class MaskBank:
     """Inverted-dropout scale arrays (mask / (1 - p)), one per site and input shape, drawn lazily."""
 
-    def __init__(self, rates: dict[str, float], *, seed: int = 0, identity: bool = False):
-        self.rates, self.seed, self.identity = dict(rates), seed, identity
+    def __init__(self, rates: dict[str, float], *, seed: int = 0, identity: bool = False,
+                 channels: frozenset[str] = frozenset()):
+        self.rates, self.seed, self.identity, self.channels = dict(rates), seed, identity, frozenset(channels)
         self._cache: dict[tuple, np.ndarray] = {}
 
     def _key(self) -> tuple:
-        return tuple(sorted(self.rates.items())), self.seed, self.identity
+        return tuple(sorted(self.rates.items())), self.seed, self.identity, tuple(sorted(self.channels))
 
     # Equal banks draw equal masks: a static attribute of the swapped-in modules, they must compare
     # equal for NNX's jit to reuse a compilation across checks.
@@ -51,7 +52,10 @@ class MaskBank:
                 scale = np.ones(shape, np.float32)
             else:
                 rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
-                scale = (rng.random(shape) >= p).astype(np.float32) / np.float32(1.0 - p)
+                # a channel site (nn.Dropout2d) keeps or drops each (sample, channel) map whole
+                drawn = shape[:2] + (1,) * (len(shape) - 2) if name in self.channels and len(shape) == 4 else shape
+                scale = (rng.random(drawn) >= p).astype(np.float32) / np.float32(1.0 - p)
+                scale = np.broadcast_to(scale, shape).copy() if drawn != shape else scale
             self._cache[key] = scale
         return self._cache[key]
 
@@ -166,7 +170,8 @@ def fixed_dropout(torch_model: torch.nn.Module, flax_model, dropout_pairs: Seque
                   seed: int = 0, identity: bool = False) -> Iterator[MaskBank]:
     """Both twins' dropout sites replaced by the same fixed masks (all ones with `identity`)."""
     rates = {name: float(getattr(torch_model.get_submodule(name), "p", 0.0)) for name, _ in dropout_pairs}
-    bank = MaskBank(rates, seed=seed, identity=identity)
+    channels = frozenset(n for n, _ in dropout_pairs if isinstance(torch_model.get_submodule(n), torch.nn.Dropout2d))
+    bank = MaskBank(rates, seed=seed, identity=identity, channels=channels)
     ported = hasattr(flax_model, "port_random")  # a parity.port module: its random functions too
     random_bank = RandomBank(seed=seed, identity=identity)
     with swapped_torch(torch_model, {n: TorchMask(bank, n) for n, _ in dropout_pairs}), \
