@@ -15,8 +15,9 @@ def train_and_evaluate(cfg: TrainConfig, workdir: str | Path | None = None, *, l
     if cfg.resume:
         external.check_unchanged(cfg, out)
     data = run_data.prepare(cfg)
+    # for display (torch's scheduler drives); first, so a schedule torch cannot build is a one-line ConfigError
+    lr_table, _ = schedules.tables(cfg, data.train.steps_per_epoch)
     engine = TorchEngine(cfg, steps_per_epoch=data.train.steps_per_epoch, out=out)
-    lr_table, _ = schedules.tables(cfg, data.train.steps_per_epoch)  # for display; torch's scheduler drives
     try:
         return loop.run(cfg, engine, data, lr_table, out=out, log=log)
     finally:
