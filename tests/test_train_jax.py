@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flax_cnn.data.pipeline import TrainLoader
-from flax_cnn.training.loop import TrainingError
+from flax_cnn.training.errors import TrainingError
 from flax_cnn.training.report import METRIC_FIELDS, read_metrics
 from flax_cnn.training.config import TrainConfig
 from flax_cnn.training.trainer import train_and_evaluate

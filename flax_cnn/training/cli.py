@@ -30,7 +30,7 @@ def run_main(train: Callable[[TrainConfig], dict], argv: list[str] | None, *, pr
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     from flax_cnn.data.errors import DataError
     from flax_cnn.runtime.faults import DiskFull, disk_full_line, is_disk_full
-    from flax_cnn.training.loop import TrainingError
+    from flax_cnn.training.errors import TrainingError
 
     cfg = parse(argv, prog, description)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flax_cnn.model.config import ConfigError
 from flax_cnn.training.config import TrainConfig
+from flax_cnn.training.errors import TrainingError
 
 PORT_DIR = "ported"  # OUT/ported/model.py: where flax_cnn.train --torch-model ports to
 
@@ -127,8 +128,6 @@ def prepare_jax(cfg: TrainConfig, out: Path, log=print) -> TrainConfig:
     ck = out / "checkpoints"
     has_run = ck.is_dir() and any(p.name.isdigit() for p in ck.iterdir())
     if has_run and not cfg.resume:
-        from flax_cnn.training.loop import TrainingError
-
         raise TrainingError(f"--out {out} already holds a run: pass --resume to continue it, or choose another --out")
     if not (has_run and target.is_file()):
         port_torch_model(cfg.torch_model, out / PORT_DIR, seed=cfg.seed, log=log)

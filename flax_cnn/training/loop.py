@@ -21,10 +21,7 @@ from flax_cnn.training import external, report
 from flax_cnn.training.run_data import RunData
 from flax_cnn.inference.run_dir import write_data_json
 from flax_cnn.training.config import TrainConfig
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (non-finite loss, unusable run directory); the message says why."""
+from flax_cnn.training.errors import TrainingError
 
 
 class Engine(Protocol):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from parity.port.module_rules import _pair, adaptive_size
+from parity.port.sizes import adaptive_size, pair
 from parity.port.program import META, NHWC, PLAIN, Ref
 from parity.port.translate import NCHW_TO_NHWC_AXIS, Translator, is_inplace_target, target_name
 
@@ -234,7 +234,7 @@ def _pair_or_ref(t: Translator, v):
     """A (h, w) pair, or a reference to a traced size the program turns into one when it runs
     (`F.avg_pool2d(out, out.size(3))`: the kernel is the map's size, for any input size)."""
     return t.static(v) if isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
-        isinstance(e, fx.Node) for e in v)) else _pair(v)
+        isinstance(e, fx.Node) for e in v)) else pair(v)
 
 
 def _pool(fn: str) -> Rule:
@@ -247,7 +247,7 @@ def _pool(fn: str) -> Rule:
         if fn == "max_pool2d":
             if arg(node, 6, "return_indices", False):
                 raise t.fail("F.max_pool2d(return_indices=True) is not ported")
-            kw = {"dilation": _pair(arg(node, 4, "dilation", 1)), "ceil_mode": bool(arg(node, 5, "ceil_mode", False))}
+            kw = {"dilation": pair(arg(node, 4, "dilation", 1)), "ceil_mode": bool(arg(node, 5, "ceil_mode", False))}
         else:
             kw = {"ceil_mode": bool(arg(node, 4, "ceil_mode", False)),
                   "count_include_pad": bool(arg(node, 5, "count_include_pad", True)),
@@ -478,15 +478,15 @@ def _conv2d(t: Translator, node: fx.Node) -> None:
     """F.conv2d with a weight computed in forward (weight standardisation): the weight stays OIHW."""
     x, w = node.args[0], arg(node, 1, "weight")
     bias = arg(node, 2, "bias", None)
-    stride, padding = _pair(arg(node, 3, "stride", 1)), arg(node, 4, "padding", 0)
-    dilation, groups = _pair(arg(node, 5, "dilation", 1)), int(arg(node, 6, "groups", 1))
+    stride, padding = pair(arg(node, 3, "stride", 1)), arg(node, 4, "padding", 0)
+    dilation, groups = pair(arg(node, 5, "dilation", 1)), int(arg(node, 6, "groups", 1))
     kh, kw = t.value(w).shape[2:]
     if padding == "valid":
         pads = ((0, 0), (0, 0))
     elif padding == "same":
         pads = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip((kh, kw), dilation))
     else:
-        ph, pw = _pair(padding)
+        ph, pw = pair(padding)
         pads = ((ph, ph), (pw, pw))
     b = t.tensor(bias, PLAIN) if isinstance(bias, fx.Node) else None
     t.emit("conv2d", (t.tensor(x, NHWC), t.tensor(w, PLAIN), b, stride, pads, dilation, groups), layout=NHWC,

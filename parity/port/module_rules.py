@@ -14,11 +14,8 @@ from torch import fx, nn
 
 from parity.port import layers as pl
 from parity.port.program import NHWC, PLAIN, Ref
+from parity.port.sizes import adaptive_size, pair
 from parity.port.translate import Translator
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _torch_params(m: nn.Module) -> int:
@@ -35,15 +32,15 @@ def conv_padding(m: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int]]:
             total = d * (k - 1)
             out.append((total // 2, total - total // 2))
         return out[0], out[1]
-    ph, pw = _pair(m.padding)
+    ph, pw = pair(m.padding)
     return (ph, ph), (pw, pw)
 
 
 def _conv(t: Translator, node: fx.Node, m: nn.Conv2d) -> None:
     padding = conv_padding(m)
     layer = t.add_layer(str(node.target), lambda: pl.spec(
-        "Conv2d", m.in_channels, m.out_channels, _pair(m.kernel_size), stride=_pair(m.stride),
-        dilation=_pair(m.dilation), padding=padding, groups=m.groups, bias=m.bias is not None,
+        "Conv2d", m.in_channels, m.out_channels, pair(m.kernel_size), stride=pair(m.stride),
+        dilation=pair(m.dilation), padding=padding, groups=m.groups, bias=m.bias is not None,
         padding_mode=m.padding_mode))
     kind = "depthwise" if 1 < m.groups == m.in_channels else f"groups={m.groups}" if m.groups > 1 else "dense"
     mode = "" if m.padding_mode == "zeros" else f", padding_mode={m.padding_mode!r} as a pre-pad"
@@ -56,8 +53,8 @@ def _conv_transpose(t: Translator, node: fx.Node, m: nn.ConvTranspose2d) -> None
     if len(node.args) != 1 or node.kwargs:
         raise t.fail("ConvTranspose2d called with output_size is not ported; set output_padding")
     layer = t.add_layer(str(node.target), lambda: pl.spec(
-        "ConvTranspose2d", m.in_channels, m.out_channels, _pair(m.kernel_size), stride=_pair(m.stride),
-        padding=_pair(m.padding), output_padding=_pair(m.output_padding), dilation=_pair(m.dilation),
+        "ConvTranspose2d", m.in_channels, m.out_channels, pair(m.kernel_size), stride=pair(m.stride),
+        padding=pair(m.padding), output_padding=pair(m.output_padding), dilation=pair(m.dilation),
         groups=m.groups, bias=m.bias is not None))
     t.note("ConvTranspose2d: torch's (in, out/groups, kh, kw) kernel is stored (kh, kw, in, out/groups) and "
            "flipped per call; padding and output_padding as the gradient of a conv")
@@ -131,21 +128,17 @@ def _maxpool(t: Translator, node: fx.Node, m: nn.MaxPool2d) -> None:
     if m.return_indices:
         raise t.fail("MaxPool2d(return_indices=True) is not ported")
     stride = m.stride if m.stride is not None else m.kernel_size
-    layer = t.add_layer(str(node.target), lambda: pl.spec("MaxPool2d", _pair(m.kernel_size), _pair(stride),
-                                                          _pair(m.padding), _pair(m.dilation), bool(m.ceil_mode)))
+    layer = t.add_layer(str(node.target), lambda: pl.spec("MaxPool2d", pair(m.kernel_size), pair(stride),
+                                                          pair(m.padding), pair(m.dilation), bool(m.ceil_mode)))
     _module_op(t, node, m, layer, NHWC, "MaxPool2d (lax.reduce_window, -inf padding)")
 
 
 def _avgpool(t: Translator, node: fx.Node, m: nn.AvgPool2d) -> None:
     stride = m.stride if m.stride is not None else m.kernel_size
     layer = t.add_layer(str(node.target), lambda: pl.spec(
-        "AvgPool2d", _pair(m.kernel_size), _pair(stride), _pair(m.padding), bool(m.ceil_mode),
+        "AvgPool2d", pair(m.kernel_size), pair(stride), pair(m.padding), bool(m.ceil_mode),
         bool(m.count_include_pad), m.divisor_override))
     _module_op(t, node, m, layer, NHWC, "AvgPool2d (lax.reduce_window, torch divisors)")
-
-
-def adaptive_size(size) -> tuple[int | None, int | None]:
-    return (size, size) if isinstance(size, int) or size is None else (size[0], size[1])
 
 
 def _adaptive_pool(cls: str):
