@@ -18,6 +18,7 @@ import torch
 from torch import fx
 
 from parity.port.program import NHWC, Op, Ref
+from parity.port.values import forward_with_locals
 from parity.suite.masks import PATCHED
 from parity.suite.pinned import argmax_gaps
 
@@ -92,6 +93,8 @@ def _site(op: Op, layers: dict) -> KinkSite | None:
 
 class PortProbe:
     """Reads the kink ops' inputs of a port's train-mode program, in Flax and (via the fx graph) in torch."""
+
+    read_locals = staticmethod(forward_with_locals)  # a plain function: a static of the suite's jitted reads
 
     def __init__(self, result) -> None:
         self.graph = result.graph_module.graph

@@ -28,11 +28,9 @@ _value_and_grad = compiled.value_and_grad(_loss)
 """(loss, d loss / d params): one function for every check, so equal graphs share a compile."""
 
 
-def _loss_and_kink_inputs(m, x, y, label_smoothing: float, names: tuple[str, ...]):
+def _loss_and_kink_inputs(m, x, y, label_smoothing: float, names: tuple[str, ...], read_locals):
     """The loss and, from the same forward, the emitted forward's locals `names` (a port's kink inputs)."""
-    from parity.port.values import forward_with_locals  # a ported model's forward: its locals are the program values
-
-    out, values = forward_with_locals(m, x, names)
+    out, values = read_locals(m, x, names)
     return flax_loss(out, y, label_smoothing), values
 
 
@@ -199,7 +197,7 @@ def pinned_gradient_checks(probe, torch_model, flax_model, key_map: Sequence[Key
         # The gradient and the kink decisions pinned in torch come from one compiled computation: XLA
         # fuses a forward-only run differently, and its decisions near a kink can differ.
         (loss_f, values), grads = _value_and_grad_kinks(fm, flax_input(x_nchw, "float32"), flax_labels(labels),
-                                                        static=(float(label_smoothing), probe.value_names))
+                                                        static=(float(label_smoothing), probe.value_names, probe.read_locals))
         loss_f, f_grads = float(loss_f), state_tensors(grads, key_map)
         flax32 = probe.flax_inputs({k: np.asarray(v) for k, v in values.items()})
         exact_in = probe.torch_inputs(tm.double(), x_nchw, "float64")

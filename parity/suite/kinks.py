@@ -12,7 +12,7 @@ against the exact (float64) one; `smooth_batch` finds one.
 from __future__ import annotations
 
 import copy
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -50,16 +50,16 @@ class KinkProbe(Protocol):
     """Reads the inputs of every kink op (a ported model knows them all, functional ReLUs included)."""
 
     value_names: tuple[str, ...]
+    read_locals: Callable
+    """(module, x, names) -> (output, {name: value}): the forward's locals (`parity.port.values`)."""
 
     def torch_inputs(self, torch_model, x_nchw: np.ndarray, dtype: str) -> dict[str, np.ndarray]: ...
     def flax_inputs(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
     def flips(self, exact: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, int]: ...
 
 
-def _values(m, x, names):
-    from parity.port.values import forward_locals  # a ported model's forward: its locals are the program values
-
-    return forward_locals(m, x, names)
+def _values(m, x, names, read_locals):
+    return read_locals(m, x, names)[1]
 
 
 _flax_values = module_jit(_values)
@@ -89,7 +89,7 @@ def smooth_batch(torch_model, flax_model, key_map: Sequence[KeyMappingLike], bat
         for i, (x, _) in enumerate(batches[:max_tries]):
             if probe is not None:
                 ref = probe.torch_inputs(exact, x, "float64")
-                values = _flax_values(fm, flax_input(x, "float32"), static=(probe.value_names,))
+                values = _flax_values(fm, flax_input(x, "float32"), static=(probe.value_names, probe.read_locals))
                 jax_flips = probe.flips(ref, probe.flax_inputs({k: np.asarray(v) for k, v in values.items()}))
                 torch_flips = probe.flips(ref, probe.torch_inputs(tm, x, "float32"))
             else:
