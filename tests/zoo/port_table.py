@@ -16,6 +16,7 @@ from parity.port import port
 from parity.port.check import CHECK_FAMILIES, CheckInputs, run_checks
 from parity.suite.report import float64_agreement
 from tests.zoo import MODERN, ZOO
+from tests.zoo.centernet import centernet
 
 
 def row(name: str, factory, batch: int, candidates: int) -> str:
@@ -36,12 +37,12 @@ def row(name: str, factory, batch: int, candidates: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.zoo.port_table", description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="zoo entries (default: all, classic and modern)")
+    parser.add_argument("names", nargs="*", help="zoo entries (default: all, classic, modern and CenterNet)")
     parser.add_argument("--batch", type=int, nargs="+", default=[2])
     parser.add_argument("--candidates", type=int, default=2, help="batches the gradient family may choose from")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    zoo = {**ZOO, **MODERN}
+    zoo = {**ZOO, **MODERN, "centernet": centernet}
     print("| model | batch | worst float32 check | Flax f32 error | torch f32 own | float64 | verdict | s |")
     print("| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |")
     for name in args.names or zoo:
