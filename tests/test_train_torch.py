@@ -126,13 +126,14 @@ def test_lr_find_returns_a_finite_suggestion_and_restores_the_model(train_data_d
     assert (tmp_path / "lr.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("module", ["torch_ref.train", "flax_cnn.train"])
-def test_a_one_cycle_peak_at_step_zero_is_one_line_in_both_trainers(module, train_data_dir, tmp_path):
-    """torch's OneCycleLR divides by zero when pct_start x steps == 1: both trainers refuse it first."""
-    r = subprocess.run([sys.executable, "-m", module, "--data-dir", str(train_data_dir), "--epochs", "1",
-                        "--train-examples", "256", "--batch-size", "64", "--out", str(tmp_path / "run")],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"python -m {module}: error: --pct-start: 0.25 × 4 steps puts the "
-                                             "one-cycle peak at step 0; change it or the number of steps "
-                                             "(epochs, examples, batch size)"], r.stderr[-2000:]
+def test_a_one_cycle_peak_at_step_zero_is_one_line(train_data_dir, tmp_path, capsys):
+    """torch's OneCycleLR divides by zero when pct_start x steps == 1: the trainer refuses it first, in
+    the line the JAX trainer prints (its schedule table is the same function)."""
+    from torch_ref.train import main
+
+    rc = main(["--data-dir", str(train_data_dir), "--epochs", "1", "--train-examples", "256", "--batch-size", "64",
+               "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "python -m torch_ref.train: error: --pct-start: 0.25 × 4 steps puts the one-cycle peak at step 0; change it "
+        "or the number of steps (epochs, examples, batch size)"]
