@@ -14,6 +14,7 @@ import torch
 
 from parity.port import port
 from parity.port.check import CHECK_FAMILIES, CheckInputs, run_checks
+from parity.suite import compiled
 from parity.suite.report import float64_agreement
 from tests.zoo import MODERN, ZOO
 from tests.zoo.centernet import centernet
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.names or zoo:
         for b in args.batch:
             print(row(name, zoo[name], b, args.candidates), flush=True)
+        # Forget this model's executables: each holds LLVM code mappings, and ~45 models' worth in one
+        # process ran out of them ("LLVM compilation error: Cannot allocate memory", vm.max_map_count 65530).
+        compiled.clear()
 
 
 if __name__ == "__main__":
