@@ -15,7 +15,8 @@ from parity.suite.masks import FlaxMask, MaskBank, TorchMask
 from parity.suite.pair import flax_skeleton, project_pairs
 from parity.suite.results import Check, Report, elementwise_rel_err, rel_err
 from parity.suite import compiled
-from parity.suite.twins import ParityError, module_pairs, sync_weights, torch_macs
+from parity.suite.twins import ParityError, module_pairs, sync_weights
+from torch_ref.macs import forward_macs
 from tests.conftest import TINY
 
 
@@ -113,12 +114,12 @@ def test_a_float32_only_gradient_miss_moves_to_the_next_batch_and_a_float64_miss
     assert not _float32_only_failure([c("float32", True), c("float64", True)])
 
 
-def test_torch_macs_counts_one_forward_and_changes_no_state():
+def test_forward_macs_counts_one_forward_and_changes_no_state():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)).train()
     model[1].eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
-    assert torch_macs(model, x) == 2 * 32 * 32 * 8 * 3 * 9  # the conv's; FlopCounterMode counts no BatchNorm
+    assert forward_macs(model, torch.from_numpy(x).float()) == 2 * 32 * 32 * 8 * 3 * 9  # the conv's; FlopCounterMode counts no BatchNorm
     assert model[0].training and not model[1].training  # each module's own mode restored
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from flax_cnn.model.config import ConfigError
 from flax_cnn.training.config import TrainConfig
 from torch_ref import checkpoint
+from torch_ref.macs import forward_macs
 from torch_ref.model import build_model, build_torch_model
 from torch_ref.optim import make_optimizer, make_scheduler
 from torch_ref.precision import autocast
@@ -173,19 +174,9 @@ class TorchEngine:
     def model_stats(self, cfg: TrainConfig) -> dict:
         """{"macs", "receptive_field"} per image of a `--torch-model`: MACs by torch's own FlopCounterMode
         (2 flops per multiply-accumulate), no receptive field (the JAX trainer traces the port for it)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         m = cfg.model_config()
-
-        model = self._evaluated
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(torch.zeros(1, m.in_channels, m.input_size, m.input_size, device=self.device))
-        finally:
-            model.train(was_training)
-        return {"macs": counter.get_total_flops() // 2, "receptive_field": None}
+        x = torch.zeros(1, m.in_channels, m.input_size, m.input_size, device=self.device)
+        return {"macs": forward_macs(self._evaluated, x), "receptive_field": None}
 
     def close(self) -> None:
         pass

@@ -29,7 +29,8 @@ from parity.suite.results import FAMILIES, Check, Report, skipped
 from parity.suite.shared import shared_runs
 from parity.suite.schedule import ScheduleCase, ScheduleFn, schedule_checks
 from parity.suite.trajectory import trajectory_checks
-from parity.suite.twins import torch_macs
+from parity.suite.twins import torch_input
+from torch_ref.macs import forward_macs
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def run_suite(pair: TwinPair, inputs: SuiteInputs, options: SuiteOptions = Suite
 
     runs = {"forward": forward, "layers": layers, "gradient": gradient, "batchnorm": batchnorm,
             "schedule": schedule, "trajectory": trajectory, "accuracy": accuracy, "bf16": bf16}
-    big = torch_macs(tm, x) > compiled.FLOAT64_FAST_MACS  # else its float64 programs run unoptimised for minutes
+    big = forward_macs(tm, torch_input(x, "float32")) > compiled.FLOAT64_FAST_MACS  # else its float64 programs run unoptimised for minutes
     with compiled.float64_optimised(big), contextlib.ExitStack() as sharing:
         sharing.enter_context(shared_runs())  # forward and layers: one run per (mode, dtype) for both
         for family in FAMILIES:

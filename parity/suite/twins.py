@@ -143,22 +143,6 @@ def torch_input(x_nchw: np.ndarray, dtype: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x_nchw, dtype=np.dtype(dtype)))
 
 
-def torch_macs(model: torch.nn.Module, x_nchw: np.ndarray) -> int:
-    """Multiply-accumulates of one forward of `model` on `x_nchw` (torch's FlopCounterMode, eval mode,
-    no state changed)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch_input(x_nchw, "float32"))
-    finally:
-        for m, training in modes.items():
-            m.training = training
-    return counter.get_total_flops() // 2
-
-
 def flax_input(x_nchw: np.ndarray, dtype: str) -> jax.Array:
     return jnp.asarray(to_flax_layout(np.asarray(x_nchw, dtype=np.dtype(dtype))))
 
