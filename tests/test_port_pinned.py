@@ -19,14 +19,19 @@ from tests.zoo.resnet import resnet18
 from tests.zoo.vgg import vgg11
 
 
-@pytest.fixture(scope="module")
-def pair(one_torch_thread):
+def _probed(build):
+    """(BN-calibrated torch model, its port, the port's kink probe, a batch, labels), seed 0."""
     torch.manual_seed(0)
-    model = resnet18(width=4)
+    model = build(width=4)
     result = port(model, torch.randn(2, 3, 32, 32))
     x, y = random_batches((2, 3, 32, 32), 10, count=1)[0]
     model = calibrated_bn(model, random_batches((16, 3, 32, 32), 2, count=1, seed=1)[0][0])
     return model, result, PortProbe(result), x, y
+
+
+@pytest.fixture(scope="module")
+def pair(one_torch_thread):
+    return _probed(resnet18)
 
 
 def test_pinned_to_the_exact_decisions_is_torchs_own_gradient(pair):
@@ -81,12 +86,7 @@ def _with_eps(result, eps: float):
 @pytest.fixture(scope="module")
 def pooled(one_torch_thread):
     """A VGG-11 (five 2x2 max-pools after ReLUs): its windows' maxima are kink sites too."""
-    torch.manual_seed(0)
-    model = vgg11(width=4)
-    result = port(model, torch.randn(2, 3, 32, 32))
-    x, y = random_batches((2, 3, 32, 32), 10, count=1)[0]
-    model = calibrated_bn(model, random_batches((16, 3, 32, 32), 2, count=1, seed=1)[0][0])
-    return model, result, PortProbe(result), x, y
+    return _probed(vgg11)
 
 
 def test_max_pools_are_pinned_to_the_window_maximum_chosen(pooled):
