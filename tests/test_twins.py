@@ -212,3 +212,36 @@ def test_channel_dropout_drops_whole_feature_maps_in_both_twins(cfg):
     for y in (t, f):  # NHWC
         assert np.all(y == y[:, :1, :1, :]) and set(np.unique(y)) <= {0.0, 2.0}
         assert 0.3 < (y[:, 0, 0, :] != 0).mean() < 0.7  # p = 0.5 over 128 maps
+
+
+def test_residual_shortcuts_sit_where_shapes_match_and_twins_agree(cfg, images):
+    """--model with residual: x + drop(act(bn(conv(x)))) in both twins, only where input and output shapes match."""
+    res = cfg.replace(residual=True, dropout=0.0)
+    names = [f"{b}.{i}" for (b, i, _), s in zip(res.layers(), res.shortcuts()) if s]
+    assert names == ["c2.1", "c3.0", "c3.1", "c4.0", "c4.2"]  # stride 1, same channels, in WIDE_BLOCKS
+    assert param_count(res) == param_count(cfg) and receptive_field(res) == receptive_field(cfg)
+    tm = randomize_torch_(torch_ref.build_model(res, seed=1), seed=2)
+    fm = parity.torch_to_flax(tm, build_model(res, seed=3))
+    for mode in ("train", "eval"):
+        getattr(tm, mode)(); getattr(fm, mode)()
+        t, f = tm(torch.from_numpy(images)).detach().numpy(), _flax_logits(fm, images)
+        assert np.abs(t - f).max() <= LOGIT_TOL, mode
+        plain = torch_ref.build_model(cfg.replace(dropout=0.0))
+        plain.load_state_dict(tm.state_dict())
+        getattr(plain, mode)()
+        assert np.abs(t - plain(torch.from_numpy(images)).detach().numpy()).max() > 1e-2, "shortcut inert"
+
+
+def test_zero_init_residual_starts_shortcut_layers_as_identity(cfg, images):
+    from flax_cnn.model.config import ConfigError
+
+    with pytest.raises(ConfigError, match="zero_init_residual"):
+        cfg.replace(zero_init_residual=True)
+    res = cfg.replace(residual=True, zero_init_residual=True, dropout=0.0)
+    tm, fm = torch_ref.build_model(res, seed=0), build_model(res, seed=0)
+    tm.eval(); fm.eval()
+    x = torch.randn(2, 96, 16, 16)
+    assert torch.equal(tm.features.c2[1](x), x)
+    assert float(tm.features.c2[1].bn.weight.detach().abs().sum()) == 0.0 < float(tm.features.c2[0].bn.weight.detach().sum())
+    assert float(fm.features.c2.layers[1].bn.scale.get_value().sum()) == 0.0
+    assert float(fm.features.c2.layers[0].bn.scale.get_value().sum()) == 96.0

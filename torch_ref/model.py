@@ -29,9 +29,9 @@ class SeparableConv2d(nn.Module):
 
 
 class ConvBNAct(nn.Sequential):
-    """conv → BatchNorm → activation → dropout."""
+    """conv → BatchNorm → activation → dropout; with `shortcut` its input is added to its output."""
 
-    def __init__(self, in_ch: int, spec: ConvSpec, cfg: ModelConfig):
+    def __init__(self, in_ch: int, spec: ConvSpec, cfg: ModelConfig, *, shortcut: bool = False):
         conv = (SeparableConv2d(in_ch, spec.out_channels, spec) if spec.separable else
                 nn.Conv2d(in_ch, spec.out_channels, spec.kernel_size, spec.stride, spec.pad,
                           spec.dilation, groups=spec.groups, bias=False))
@@ -41,6 +41,13 @@ class ConvBNAct(nn.Sequential):
             act=ACTIVATIONS[cfg.activation](),
             drop=(nn.Dropout2d if cfg.dropout_kind == "channel" else nn.Dropout)(cfg.dropout),
         ))
+        self.shortcut = shortcut
+        if shortcut and cfg.zero_init_residual:
+            nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x):
+        y = super().forward(x)
+        return x + y if self.shortcut else y
 
 
 class CNN(nn.Module):
@@ -50,10 +57,11 @@ class CNN(nn.Module):
         super().__init__()
         self.config = cfg
         blocks, in_ch = OrderedDict(), cfg.in_channels
+        shortcuts = iter(cfg.shortcuts())
         for b in cfg.blocks:
             layers = []
             for spec in b.layers:
-                layers.append(ConvBNAct(in_ch, spec, cfg))
+                layers.append(ConvBNAct(in_ch, spec, cfg, shortcut=next(shortcuts)))
                 in_ch = spec.out_channels
             blocks[b.name] = nn.Sequential(*layers)
         self.features = nn.Sequential(blocks)

@@ -77,6 +77,10 @@ def summary(cfg: ModelConfig) -> str:
         f"Total params: {param_count(cfg):,}",
         f"Receptive field: {receptive_field(cfg)} px (input {cfg.input_size}x{cfg.input_size})",
         f"Forward MACs per image: {macs(cfg):,} ({macs(cfg) / 1e6:.2f} M)",
-        rule,
     ]
+    if cfg.residual:
+        at = [f"features.{b}.{i}" for (b, i, _), s in zip(cfg.layers(), cfg.shortcuts()) if s]
+        lines.append(f"Identity shortcuts ({'BN scale 0 at init' if cfg.zero_init_residual else 'BN scale 1'}): "
+                     + (", ".join(at) or "none (no layer keeps its input's shape)"))
+    lines.append(rule)
     return "\n".join(lines)

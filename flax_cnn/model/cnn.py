@@ -15,9 +15,11 @@ from flax_cnn.model.layers import ACTIVATIONS, BatchNorm2d, Conv2d, Dropout, Lin
 
 
 class ConvBNAct(nnx.Module):
-    """conv → BatchNorm → activation → dropout: the unit every conv layer of the trunk uses."""
+    """conv → BatchNorm → activation → dropout: the unit every conv layer of the trunk uses; with
+    `shortcut` its input is added to its output (ModelConfig.residual)."""
 
-    def __init__(self, in_ch: int, spec: ConvSpec, cfg: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, in_ch: int, spec: ConvSpec, cfg: ModelConfig, *, shortcut: bool = False,
+                 rngs: nnx.Rngs):
         kw = dict(stride=spec.stride, dilation=spec.dilation, padding=spec.pad, rngs=rngs)
         if spec.separable:
             self.conv = SeparableConv2d(in_ch, spec.out_channels, spec.kernel_size, **kw)
@@ -25,20 +27,25 @@ class ConvBNAct(nnx.Module):
             self.conv = Conv2d(in_ch, spec.out_channels, spec.kernel_size, groups=spec.groups, **kw)
         self.bn = BatchNorm2d(spec.out_channels, momentum=cfg.bn_momentum, eps=cfg.bn_eps,
                               unbiased_running_var=cfg.bn_unbiased_running_var)
+        if shortcut and cfg.zero_init_residual:
+            self.bn.scale.set_value(jnp.zeros_like(self.bn.scale.get_value()))
+        self.shortcut = shortcut
         self.act_name = cfg.activation
         self.drop = Dropout(cfg.dropout, channel=cfg.dropout_kind == "channel")
 
     def __call__(self, x, key=None):
-        return self.drop(ACTIVATIONS[self.act_name](self.bn(self.conv(x))), key)
+        y = self.drop(ACTIVATIONS[self.act_name](self.bn(self.conv(x))), key)
+        return x + y if self.shortcut else y
 
 
 class Block(nnx.Module):
     """One named block (C1…C4): a list of ConvBNAct layers."""
 
-    def __init__(self, in_ch: int, specs: tuple[ConvSpec, ...], cfg: ModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, in_ch: int, specs: tuple[ConvSpec, ...], cfg: ModelConfig, *,
+                 shortcuts: list[bool], rngs: nnx.Rngs):
         layers = []
-        for spec in specs:
-            layers.append(ConvBNAct(in_ch, spec, cfg, rngs=rngs))
+        for spec, shortcut in zip(specs, shortcuts):
+            layers.append(ConvBNAct(in_ch, spec, cfg, shortcut=shortcut, rngs=rngs))
             in_ch = spec.out_channels
         self.layers = nnx.List(layers)
 
@@ -54,8 +61,10 @@ class Features(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         in_ch = cfg.in_channels
         self.block_names = tuple(b.name for b in cfg.blocks)
+        shortcuts = iter(cfg.shortcuts())
         for b in cfg.blocks:
-            setattr(self, b.name, Block(in_ch, b.layers, cfg, rngs=rngs))
+            flags = [next(shortcuts) for _ in b.layers]
+            setattr(self, b.name, Block(in_ch, b.layers, cfg, shortcuts=flags, rngs=rngs))
             in_ch = b.layers[-1].out_channels
 
     def __call__(self, x, key=None):

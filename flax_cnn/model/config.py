@@ -100,6 +100,12 @@ class ModelConfig:
     """element: each activation dropped on its own (torch nn.Dropout); channel: whole feature maps per
     sample (torch nn.Dropout2d, SpatialDropout)."""
     activation: Activation = "relu"
+    residual: bool = False
+    """Add each layer's input to its output, x + drop(act(bn(conv(x)))), wherever the two shapes
+    match (same channels and size); the unit itself stays conv → BN → act → dropout."""
+    zero_init_residual: bool = False
+    """Start the BatchNorm scale of every layer with a shortcut at 0, so that the layer starts as the
+    identity (Goyal et al., 2017); needs `residual`."""
     bn_momentum: float = 0.1
     bn_eps: float = 1e-5
     bn_unbiased_running_var: bool = True
@@ -113,6 +119,15 @@ class ModelConfig:
     def layers(self) -> list[tuple[str, int, ConvSpec]]:
         """(block name, index in block, spec) for every conv layer, in order."""
         return [(b.name, i, spec) for b in self.blocks for i, spec in enumerate(b.layers)]
+
+    def shortcuts(self) -> list[bool]:
+        """For every conv layer in order: whether it carries an identity shortcut."""
+        flags, cin, size = [], self.in_channels, self.input_size
+        for _, _, spec in self.layers():
+            new = out_size(size, spec)
+            flags.append(self.residual and cin == spec.out_channels and new == size)
+            cin, size = spec.out_channels, new
+        return flags
 
     @property
     def feature_channels(self) -> int:
@@ -152,6 +167,7 @@ def validate(cfg: ModelConfig) -> None:
     need(0.0 <= cfg.dropout < 1.0, "dropout", f"must be in [0, 1), got {cfg.dropout}")
     need(cfg.dropout_kind in ("element", "channel"), "dropout_kind",
          f"must be element or channel, got {cfg.dropout_kind!r}")
+    need(cfg.residual or not cfg.zero_init_residual, "zero_init_residual", "needs residual=True")
     need(0.0 < cfg.bn_momentum <= 1.0, "bn_momentum", f"must be in (0, 1], got {cfg.bn_momentum}")
     need(cfg.bn_eps > 0, "bn_eps", f"must be > 0, got {cfg.bn_eps}")
     need(cfg.activation in ("relu", "relu6", "silu", "gelu"), "activation",
