@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from flax_cnn.model import batch_norm as bn_kernels
 from flax_cnn.model import ops as kernels
 from parity.port import runtime
 from parity.port.layers import LayerSpec
@@ -253,8 +254,8 @@ def _definitions(module) -> tuple[dict[str, ast.stmt], list[str], list[str]]:
 
 def _closure(names: set[str]) -> list[str]:
     """The definitions `names` need: the twin's CPU conv kernels (`flax_cnn.model.ops`, first: module-level
-    lines there build kernels at import) and then the runtime's own, each in its file's order."""
-    sources = [_definitions(kernels), _definitions(runtime)]
+    lines there build kernels at import), its BatchNorm backward, then the runtime's own, each in its file's order."""
+    sources = [_definitions(kernels), _definitions(bn_kernels), _definitions(runtime)]
     defs: dict[str, ast.stmt] = {}
     for d, _, _ in sources:
         defs.update(d)  # the runtime's definition wins a name both files define
@@ -414,7 +415,7 @@ def emit(src: Source, names: dict[str, str]) -> str:
     r_helpers = _closure({"load_tensors", "state_tensors"})
     doc = "\n".join(src.header)
     parts = [f'"""{doc}\n"""', "", *[i for i in HEADER_IMPORTS], "", "",
-             "# --- torch-exact helpers (from parity.port.runtime; CPU conv kernels from flax_cnn.model.ops) " + "-" * 4, "",
+             "# --- torch-exact helpers (from parity.port.runtime; kernels from flax_cnn.model.ops and .batch_norm) ", "",
              *[h + "\n\n" for h in helpers + [h for h in r_helpers if h not in helpers]],
              f"class {src.class_name}(nnx.Module):",
              f'    """{src.origin} as Flax NNX: submodules under the torch names, NHWC activations."""', "",
