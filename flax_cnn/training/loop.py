@@ -68,6 +68,15 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+
+def _export(engine, path: Path) -> None:
+    """Weights export; a full disk stops the run with one line naming the file (whichever write meets it)."""
+    from flax_cnn.runtime.faults import writing
+
+    with writing(path):
+        engine.export_weights(path)
+
+
 def _progress(cfg: TrainConfig, engine: Engine, epoch: int, steps: int, start: int):
     from tqdm.auto import tqdm
 
@@ -137,7 +146,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
         external.save_config(cfg, out / "config.json")
         write_data_json(out, data.stats, data.class_names)
         if start_epoch == 0 and start_step == 0:
-            engine.export_weights(out / "init.safetensors")
+            _export(engine, out / "init.safetensors")
     tb = report.TensorBoard(out / "tensorboard" if (cfg.tensorboard and engine.is_primary) else None)
 
     def meta(epoch: int, step_in_epoch: int, finished: bool = False, epoch_t0: float | None = None) -> dict:
@@ -191,7 +200,7 @@ def run(cfg: TrainConfig, engine: Engine, data: RunData, lr_table: np.ndarray, *
             if cfg.tta_flip:
                 row["test_accuracy_tta"] = engine.evaluate_tta(data.test_batches())
             if engine.is_primary and all(test_acc > r["test_accuracy"] for r in history):
-                engine.export_weights(out / "best.safetensors")  # before the checkpoint: a crash redoes it
+                _export(engine, out / "best.safetensors")  # before the checkpoint: a crash redoes it
             history.append(row)
             finished = epoch + 1 == cfg.epochs
             engine.save((epoch + 1) * steps, meta(epoch + 1, 0, finished), test_accuracy=test_acc)
@@ -231,7 +240,7 @@ def finish(cfg: TrainConfig, engine: Engine, data: RunData, history: list[dict],
         "test_examples": int(len(data.test_labels)),
     }
     if engine.is_primary:
-        engine.export_weights(out / "model.safetensors")
+        _export(engine, out / "model.safetensors")
         report.plot_confusion(data.test_labels, preds, data.class_names, out / "confusion.png")
         report.plot_misclassified(data.test_images, data.test_labels, preds, data.class_names,
                                   out / "misclassified.png")
