@@ -46,7 +46,6 @@ def test_gradients_keep_the_parameter_dtype():
         assert [g.dtype for g in grads] == [jnp.float64, jnp.float32, jnp.float32]
 
 
-
 @pytest.mark.parametrize("affine", [True, False])
 def test_ported_batchnorm_uses_it_and_matches_torch_in_float64(affine):
     """parity.port's BatchNorm2d (what emitted model.py files hold) trains through `batch_norm_train`:

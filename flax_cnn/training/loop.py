@@ -68,7 +68,6 @@ class _StopFlag:
             signal.signal(s, h)
 
 
-
 def _export(engine, path: Path) -> None:
     """Weights export; a full disk stops the run with one line naming the file (whichever write meets it)."""
     from flax_cnn.runtime.faults import writing

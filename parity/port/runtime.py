@@ -488,7 +488,7 @@ class BatchNorm2d(nnx.Module):
     the biased one; the variance is two-pass; statistics in at least float32. Without running
     statistics (track_running_stats=False) both modes normalise with the batch's. Batch statistics go
     through the twin's closed-form backward (`batch_norm_train`): a ported MobileNetV2's train step
-    0.79x of autodiff's on one core (docs/performance.md)."""
+    0.81x of autodiff's on one core (docs/performance.md)."""
 
     def __init__(self, num_features, *, momentum=0.1, eps=1e-5, affine=True, track_running_stats=True):
         self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32)) if affine else None
