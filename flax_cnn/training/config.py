@@ -8,15 +8,16 @@ conv) for 20 epochs:
 
     python -m flax_cnn.train --data-dir ../shared/data/cifar10 --out runs/jax
 
-20, not 15, because the ReLU net has not held 85 % in 15 (torch, seed 0, Intel Xeon AVX-512,
-docs/performance.md "issue 34"): Dropout 0.05 ended 83.89 %, 0.02 84.73 %; without dropout 84.02 /
-84.55 % (JAX / torch, Zen 3) and 84.94 % (JAX, Zen 5). At 20 epochs Dropout 0.05 ended 84.80 %;
-0.02 at 20 is predicted 85.3-85.6 % (+0.9 pp for 15 -> 20 at 0.05), not yet measured. Also tried at
-15 and not kept: label smoothing 0 (level with 0.1), peak LR at 15 % of the steps (-0.08 pp),
+Measured (CIFAR-10 (JPEG copy), each twin on one core of a 2-vCPU Intel Xeon with AVX-512,
+same initial weights, docs/results/default20/): seed 0 ends JAX 85.05 % / torch 85.37 % at epoch 20,
+about 102 / 79 min; README ("Results") has seed 1. 20, not 15, because the ReLU net has not held
+85 % in 15 (torch, seed 0, docs/performance.md "issue 34"): Dropout 0.05 ended 83.89 %, 0.02
+84.73 %; without dropout 84.02 / 84.55 % (JAX / torch, Zen 3) and 84.94 % (JAX, Zen 5). Also tried
+at 15 and not kept: label smoothing 0 (level with 0.1), peak LR at 15 % of the steps (-0.08 pp),
 identity shortcuts with zero-init BN (1.1 pp behind at epoch 6). The former defaults, the GELU
 preset: `--model docs/experiments/arch_all_separable_wide_gelu.json --dropout 0 --epochs 15`,
 measured on CIFAR-10 (JPEG copy), each twin on one core of a 2-vCPU AMD EPYC Zen 5 (AVX-512),
-same initial weights (docs/results/recipe15/): JAX 85.28 %, torch 85.08 % at epoch 15, 34 / 31 min;
+same initial weights (docs/results/gelu_preset15/): JAX 85.28 %, torch 85.08 % at epoch 15, 34 / 31 min;
 on a Zen 3 (AVX2; run "k"): 85.42 % / 85.21 %. Why each other value (measured at 15 epochs with
 ReLU nets, before GELU, docs/performance.md): AdamW 0.05 ended 0.74 pp above coupled L2 1e-4
 and 0.1 was far too strong; batch 32 was 0.8 pp below 64; a peak LR of 0.01 was 1.5-2.4 pp
