@@ -15,7 +15,7 @@ PLACEHOLDER = re.compile(r"[<>*{}…]")  # runs/<name>, seed1_*, {jax,torch}: pa
 def named_paths(md: Path, under: str = "") -> list[str]:
     found = set()
     for ref in PATH.findall(md.read_text()):
-        ref = ref.rstrip(".,:;").split("::")[0].split(":")[0]
+        ref = ref.rstrip(".,:;").split(":")[0]  # drop ::test ids and :line suffixes
         if ref.startswith(under) and not PLACEHOLDER.search(ref):
             found.add(ref)
     return sorted(found)
