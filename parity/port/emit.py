@@ -62,8 +62,8 @@ _INLINE.update({"aten_flip": "jnp.flip({0}, {1})", "aten_index_select": "jnp.tak
                 "aten_diagonal": "jnp.diagonal({0}, {1}, {2}, {3})", "aten_cumsum": "jnp.cumsum({0}, axis={1})",
                 "aten_affine": "{0} * {1} + {2}"})
 
-HEADER_IMPORTS = ("import functools", "import math", "import os", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp",
-                  "import numpy as np", "from flax import nnx", "from jax import lax", "from safetensors.numpy import load_file, save_file")
+HEADER_IMPORTS = ("from __future__ import annotations", "", "import contextvars", "import functools", "import math",
+                  "import os", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp", "import numpy as np", "from flax import nnx", "from jax import lax", "from safetensors.numpy import load_file, save_file")
 
 
 @dataclass(frozen=True)
@@ -242,6 +242,8 @@ def _definitions(module) -> tuple[dict[str, ast.stmt], list[str], list[str]]:
             targets = [node.name]
         elif isinstance(node, ast.Assign):
             targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):  # FORMULATIONS: dict[...] = …
+            targets = [node.target.id]
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):  # hardsigmoid.defvjp(...)
             f = node.value.func
             if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):

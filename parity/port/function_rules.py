@@ -489,8 +489,8 @@ def _conv2d(t: Translator, node: fx.Node) -> None:
         ph, pw = pair(padding)
         pads = ((ph, ph), (pw, pw))
     b = t.tensor(bias, PLAIN) if isinstance(bias, fx.Node) else None
-    t.emit("conv2d", (t.tensor(x, NHWC), t.tensor(w, PLAIN), b, stride, pads, dilation, groups), layout=NHWC,
-           flax="conv2d (a kernel computed in forward, OIHW -> HWIO per call)")
+    t.emit("conv2d_oihw", (t.tensor(x, NHWC), t.tensor(w, PLAIN), b, stride, pads, dilation, groups), layout=NHWC,
+           flax="conv2d_oihw (a kernel computed in forward, OIHW -> HWIO per call)")
 
 
 def _layer_norm(t: Translator, node: fx.Node) -> None:

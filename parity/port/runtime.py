@@ -2,9 +2,9 @@
 into its `model.py`, so the file runs with numpy, jax, flax and safetensors alone.
 
 Self-contained on purpose: this file imports nothing but the standard library, numpy, jax and flax,
-and each definition refers only to names defined here or to the twin's CPU depthwise kernel
-(`flax_cnn.model.ops`, itself jax-only, copied the same way), so any subset with its dependencies
-is a working module. Arrays are NHWC where torch's are NCHW (4-D values); everything else is in
+and each definition refers only to names defined here or to the twin's conv and BatchNorm kernels
+(`flax_cnn.model.ops`, `.batch_norm`: jax-only, copied the same way), so any subset with its
+dependencies is a working module. Arrays are NHWC where torch's are NCHW (4-D values); everything else is in
 torch's own dim order. Parity traps are named where they are handled.
 """
 
@@ -21,7 +21,7 @@ from flax import nnx
 from jax import lax
 
 from flax_cnn.model.batch_norm import batch_norm_train  # the twin's BatchNorm backward: copied the same way
-from flax_cnn.model.ops import depthwise_conv2d  # the twin's CPU kernel: emit copies its source into model.py
+from flax_cnn.model.ops import conv2d  # the twin's conv, kernel chosen per backend: emit copies its source into model.py
 
 
 # --- layout -------------------------------------------------------------------------------------
@@ -426,28 +426,24 @@ class Conv2d(nnx.Module):
             x = pad_mode(x, ((0, 0), pads[0], pads[1], (0, 0)), self.padding_mode)
             pads = ((0, 0), (0, 0))
         w = self.kernel.get_value().astype(x.dtype)
-        if _cpu_depthwise(x, w, self.stride, self.dilation, pads, self.groups):
-            y = depthwise_conv2d(x, w, stride=self.stride[0], dilation=self.dilation[0], padding=pads[0][0])
+        if _twin_kernel_fits(w, self.stride, self.dilation, pads):
+            y = conv2d(x, w, stride=self.stride[0], dilation=self.dilation[0], padding=pads[0][0], groups=self.groups)
         else:
             y = lax.conv_general_dilated(x, w, self.stride, pads, rhs_dilation=self.dilation,
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
         return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
 
 
-def _cpu_depthwise(x, w, stride, dilation, pads, groups) -> bool:
-    """On XLA:CPU a depthwise conv (square, symmetric padding) runs as the twin's k*k shifted multiply-adds
-    with a fused weight gradient: XLA's `feature_group_count` conv made a ported MobileNetV2's train step
-    7.7x slower (docs/performance.md). Decided when the step is traced; elsewhere, or with
-    $FLAX_CNN_OPS=xla as for the twin, XLA's own conv."""
-    k = w.shape[0]
-    if os.environ.get("FLAX_CNN_OPS") == "xla":  # the twin's override: XLA's own conv everywhere
-        return False
-    return (jax.default_backend() == "cpu" and groups > 1 and groups == x.shape[-1] == w.shape[3]
-            and w.shape[2] == 1 and w.shape[1] == k and stride[0] == stride[1] and dilation[0] == dilation[1]
+def _twin_kernel_fits(w, stride, dilation, pads) -> bool:
+    """A square kernel with one stride, one dilation and one padding on every side goes through the twin's
+    `conv2d`, so a port runs the kernels measured for the twin: on XLA:CPU a depthwise conv as shifted
+    multiply-adds (XLA's `feature_group_count` conv made a ported MobileNetV2's step 7.7x slower) and dense
+    convs with the stored-input and col2im backwards; elsewhere, or with $FLAX_CNN_OPS=xla, XLA's own conv."""
+    return (w.shape[0] == w.shape[1] and stride[0] == stride[1] and dilation[0] == dilation[1]
             and len({p for side in pads for p in side}) == 1)
 
 
-def conv2d(x, kernel, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+def conv2d_oihw(x, kernel, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
     """F.conv2d with a kernel computed in forward (torch's OIHW value, as the program holds it)."""
     w = jnp.transpose(kernel, (2, 3, 1, 0)).astype(x.dtype)
     y = lax.conv_general_dilated(x, w, _pair(stride), padding, rhs_dilation=_pair(dilation),
