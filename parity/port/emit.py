@@ -62,8 +62,10 @@ _INLINE.update({"aten_flip": "jnp.flip({0}, {1})", "aten_index_select": "jnp.tak
                 "aten_diagonal": "jnp.diagonal({0}, {1}, {2}, {3})", "aten_cumsum": "jnp.cumsum({0}, axis={1})",
                 "aten_affine": "{0} * {1} + {2}"})
 
-HEADER_IMPORTS = ("from __future__ import annotations", "", "import contextvars", "import functools", "import math",
-                  "import os", "from pathlib import Path", "", "import jax", "import jax.numpy as jnp", "import numpy as np", "from flax import nnx", "from jax import lax", "from safetensors.numpy import load_file, save_file")
+HEADER_IMPORTS = ("from __future__ import annotations", "",  # the copied kernel table's annotations stay unevaluated
+                  "import contextvars", "import functools", "import math", "import os", "from pathlib import Path", "",
+                  "import jax", "import jax.numpy as jnp", "import numpy as np", "from flax import nnx", "from jax import lax",
+                  "from safetensors.numpy import load_file, save_file")
 
 
 @dataclass(frozen=True)
