@@ -10,7 +10,6 @@ torch's own dim order. Parity traps are named where they are handled.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
