@@ -423,29 +423,27 @@ class Conv2d(nnx.Module):
         if self.padding_mode != "zeros":  # reflect / replicate / circular: pad first, then a valid conv
             x = pad_mode(x, ((0, 0), pads[0], pads[1], (0, 0)), self.padding_mode)
             pads = ((0, 0), (0, 0))
-        w = self.kernel.get_value().astype(x.dtype)
-        if _twin_kernel_fits(w, self.stride, self.dilation, pads):
-            y = conv2d(x, w, stride=self.stride[0], dilation=self.dilation[0], padding=pads[0][0], groups=self.groups)
-        else:
-            y = lax.conv_general_dilated(x, w, self.stride, pads, rhs_dilation=self.dilation,
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=self.groups)
+        y = hwio_conv(x, self.kernel.get_value().astype(x.dtype), self.stride, self.dilation, pads, self.groups)
         return y if self.bias is None else y + self.bias.get_value().astype(y.dtype)
 
 
-def _twin_kernel_fits(w, stride, dilation, pads) -> bool:
-    """A square kernel with one stride, one dilation and one padding on every side goes through the twin's
-    `conv2d`, so a port runs the kernels measured for the twin: on XLA:CPU a depthwise conv as shifted
-    multiply-adds (XLA's `feature_group_count` conv made a ported MobileNetV2's step 7.7x slower) and dense
-    convs with the stored-input and col2im backwards; elsewhere, or with $FLAX_CNN_OPS=xla, XLA's own conv."""
-    return (w.shape[0] == w.shape[1] and stride[0] == stride[1] and dilation[0] == dilation[1]
-            and len({p for side in pads for p in side}) == 1)
+def hwio_conv(x, w, stride, dilation, pads, groups):
+    """A conv of NHWC `x` with an HWIO kernel and per-side `pads`. A square kernel with one stride, one
+    dilation and one padding on every side goes through the twin's `conv2d`, so a port runs the kernels
+    measured for the twin: on XLA:CPU a depthwise conv as shifted multiply-adds (XLA's `feature_group_count`
+    conv made a ported MobileNetV2's step 7.7x slower) and dense convs with the stored-input and col2im
+    backwards; elsewhere, or with $FLAX_CNN_OPS=xla, and for every other conv, XLA's own."""
+    if (w.shape[0] == w.shape[1] and stride[0] == stride[1] and dilation[0] == dilation[1]
+            and len({p for side in pads for p in side}) == 1):
+        return conv2d(x, w, stride=stride[0], dilation=dilation[0], padding=pads[0][0], groups=groups)
+    return lax.conv_general_dilated(x, w, stride, pads, rhs_dilation=dilation,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
 
 
 def conv2d_oihw(x, kernel, bias=None, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
     """F.conv2d with a kernel computed in forward (torch's OIHW value, as the program holds it)."""
-    w = jnp.transpose(kernel, (2, 3, 1, 0)).astype(x.dtype)
-    y = lax.conv_general_dilated(x, w, _pair(stride), padding, rhs_dilation=_pair(dilation),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
+    y = hwio_conv(x, jnp.transpose(kernel, (2, 3, 1, 0)).astype(x.dtype), _pair(stride), _pair(dilation),
+                  padding, groups)
     return y if bias is None else y + bias.astype(y.dtype)
 
 
