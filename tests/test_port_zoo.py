@@ -1,4 +1,4 @@
-"""`parity.port` on the test zoo (tests/zoo, 17 CIFAR-10 families written from their papers): every
+"""`parity.port` on the test zoo (tests/zoo, 18 CIFAR-10 families written from their papers): every
 model ports, and `--check` passes it at batch 2 — ill-conditioned, BatchNorm over 8 values at the
 2x2 stages — and at batch 8: forward, layers, gradient and BatchNorm statistics, float32 judged
 against torch float64 with torch's own float32 error as the yardstick (`parity.suite.verdict`),
@@ -7,7 +7,7 @@ float64 at batch 2 as well. The wrong ports that must FAIL are in tests/test_por
 Each model is ported once: its program does not depend on the batch size (asserted), so one port
 serves both checks. The default suite checks every model at batch 2 and the two that have needed
 a batch-8 look (ResNet-18's kink after a residual add, RegNetY's kink in the gradient's compile)
-at batch 8, each on 2 candidate batches; `make test-extended` checks all 17 at batch 8 on 4.
+at batch 8, each on 2 candidate batches; `make test-extended` checks all 18 at batch 8 on 4.
 """
 
 from __future__ import annotations

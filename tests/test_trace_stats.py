@@ -55,7 +55,9 @@ def _torch_macs(model) -> int:
 #   +16 +16 +8 = 70, jump 16; +32 +32 (the last pool reduces 2x2 to 1x1: global) = 134.
 # resnext29 (3x3 in each 1x1-3x3-1x1 block, 3 per stage): 3 +3*2 = 9; +2 (stride 2) +2*4 = 19; +4 +2*8 = 39.
 # bit_resnet (GroupNorm statistics are not part of the field): 3 +2 +2 = 7; +2 (stride 2) +4 = 13; +4 = 17.
-HAND_RF = {"resnet18": 109, "vgg11": 134, "resnext29": 39, "bit_resnet": 17}
+# nin (global average pooling adds no rule, as in resnet18): 5; +2 (max-pool, stride 2) +2*4 = 15; +2*2 (avg-pool,
+#   stride 2) +4*2 = 27.
+HAND_RF = {"resnet18": 109, "vgg11": 134, "resnext29": 39, "bit_resnet": 17, "nin": 27}
 # Ops with no kernel/stride rule: bilinear's neighbour gathers, pixel (un)shuffle, attention over all positions.
 NO_RF = {"unet_bilinear", "espcn", "ghost_mix", "nonlocal_net"}
 # make test: every hand-worked field, every "n/a", a channel shuffle, transposed convs; the rest extended.

@@ -32,7 +32,7 @@ def build(name: str, seed: int = 0) -> torch.nn.Module:
 
 
 def test_modern_is_separate_from_the_classic_zoo():
-    assert len(ZOO) == 17
+    assert len(ZOO) == 18
     assert not set(MODERN) & set(ZOO)
     assert set(MODERN) == set(MODERN_OUTPUT) == set(PARAMS)
 

@@ -7,7 +7,7 @@ factory takes keyword arguments to build wider versions (`resnet18(width=64)` is
 
 `MODERN` is a second, opt-in zoo (tests/zoo/modern.py) of post-2016 idioms written from their
 papers: ConvNeXt, BiT, two U-Nets, ESPCN, CBAM and a GhostNet/MixConv mix. It is kept apart so
-`ZOO` stays the 17 classic families: not all of its outputs are (N, 10) (the U-Nets give
+`ZOO` stays the 18 classic families: not all of its outputs are (N, 10) (the U-Nets give
 (N, 4, 32, 32) segmentation logits, ESPCN a (N, 3, 64, 64) image; see `MODERN_OUTPUT`).
 """
 
@@ -27,6 +27,7 @@ from tests.zoo.mobilenet_v2 import mobilenet_v2
 from tests.zoo.mobilenet_v3 import mobilenet_v3_small
 from tests.zoo.modern import (bit_resnet, cbam_resnet, convnext, espcn, ghost_mix, nonlocal_net, unet_bilinear,
                               unet_transposed)
+from tests.zoo.nin import nin
 from tests.zoo.pnasnet import pnasnet
 from tests.zoo.regnet import regnet_y
 from tests.zoo.res2net import res2net
@@ -56,6 +57,7 @@ ZOO: dict[str, Callable[[], nn.Module]] = {
     "res2net": res2net,  # x.chunk(s, dim=1) into a hierarchy of 3x3 convs
     "shufflenet_v1": shufflenet_v1,  # permute/reshape shuffle, avg-pool shortcut counting padding
     "mobilenet_v3_small": mobilenet_v3_small,  # Hardswish, Hardsigmoid, nn.Dropout
+    "nin": nin,  # class maps averaged, no nn.Linear; padded 3x3 stride-2 max and average pools
 }
 
 # Opt-in: not part of ZOO, so the porter's zoo tests and the inventory's default are unchanged.

@@ -67,6 +67,7 @@ MODULES: dict[str, Callable[[nn.Module], bool]] = {
     "conv bias=True": lambda m: any(c.bias is not None for c in _convs(m)),
     "max-pool padding": lambda m: any(isinstance(x, nn.MaxPool2d) and x.padding != 0 for x in m.modules()),
     "avg-pool padding": lambda m: any(isinstance(x, nn.AvgPool2d) and x.padding != 0 for x in m.modules()),
+    "conv classifier, no nn.Linear": lambda m: not any(isinstance(x, nn.Linear) for x in m.modules()),
     "nn.ModuleList": lambda m: any(isinstance(x, nn.ModuleList) for x in m.modules()),
     "nested Sequential": lambda m: any(isinstance(x, nn.Sequential) and any(isinstance(y, nn.Sequential) for y in x)
                                        for x in m.modules()),
