@@ -12,7 +12,7 @@ Measured (CIFAR-10 (JPEG copy), each twin on one core of a 2-vCPU Intel Xeon wit
 same initial weights, docs/results/default20/): seed 0 ends JAX 85.05 % / torch 85.37 % at epoch 20,
 about 102 / 79 min; README ("Results") has seed 1. 20, not 15 or 18, because the ReLU net has not
 held 85 % in fewer (docs/performance.md "issue 34"): `--epochs 18` ended 85.12 / 85.24 % (JAX /
-torch) on seed 0 but 84.55 % (torch) on seed 1; at 15 (torch, seed 0) Dropout 0.05 ended 83.89 %, 0.02
+torch) on seed 0 but 84.85 / 84.55 % on seed 1; at 15 (torch, seed 0) Dropout 0.05 ended 83.89 %, 0.02
 84.73 %; without dropout 84.02 / 84.55 % (JAX / torch, Zen 3) and 84.94 % (JAX, Zen 5). Also tried
 at 15 and not kept: label smoothing 0 (level with 0.1), peak LR at 15 % of the steps (-0.08 pp),
 identity shortcuts with zero-init BN (1.1 pp behind at epoch 6). The former defaults, the GELU
