@@ -11,7 +11,13 @@ from flax_cnn.training.config import TrainConfig
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or AdamW; with --no-decay-norm-bias two param groups, the 1-D parameters (BatchNorm
+    scales/shifts, biases) without weight decay (flax_cnn.training.optim.decays: the same rule)."""
     cls = torch.optim.AdamW if cfg.decoupled_weight_decay else torch.optim.Adam
+    if not cfg.decay_norm_bias:
+        params = list(params)
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     # AdamW's own default weight_decay is 0.01: always pass ours explicitly.
     return cls(params, lr=cfg.max_lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, weight_decay=cfg.weight_decay)
 

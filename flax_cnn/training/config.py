@@ -82,6 +82,9 @@ class TrainConfig:
     L2 added to the gradient before Adam (torch Adam's weight_decay, coupled)."""
     decoupled_weight_decay: bool = True
     """AdamW's decoupled weight decay (off: coupled L2 as torch.optim.Adam)."""
+    decay_norm_bias: bool = True
+    """Also weight-decay the one-dimensional parameters: BatchNorm scales and shifts, biases
+    (--no-decay-norm-bias: only conv and Dense kernels, in both twins by the same ndim > 1 rule)."""
     beta1: float = 0.9
     """Adam beta1 (ignored with --cycle-momentum)."""
     beta2: float = 0.999

@@ -6,6 +6,7 @@ moment updates (coupled L2); it is not AdamW. `decoupled=True` gives AdamW (torc
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -21,17 +22,25 @@ def table_schedule(table: np.ndarray):
     return lambda count: values[jnp.minimum(count, last)]
 
 
+def decays(params):
+    """Which parameters weight decay applies to without --decay-norm-bias: the kernels (ndim > 1),
+    not BatchNorm scales/shifts and biases — torch_ref.optim splits its param groups by the same rule."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
 def adam(lr_table: np.ndarray, beta1_table: np.ndarray | None = None, *, beta1: float = 0.9, beta2: float = 0.999,
-         weight_decay: float = 0.0, decoupled: bool = False) -> optax.GradientTransformation:
-    """torch.optim.Adam (or AdamW with `decoupled`) with the LR (and optionally beta1) per step."""
+         weight_decay: float = 0.0, decoupled: bool = False, decay_norm_bias: bool = True) -> optax.GradientTransformation:
+    """torch.optim.Adam (or AdamW with `decoupled`) with the LR (and optionally beta1) per step;
+    `decay_norm_bias=False` leaves the one-dimensional parameters undecayed (see `decays`)."""
     if beta1_table is not None:
         moments = optax.inject_hyperparams(optax.scale_by_adam)(
             b1=table_schedule(beta1_table), b2=beta2, eps=ADAM_EPS)
     else:
         moments = optax.scale_by_adam(b1=beta1, b2=beta2, eps=ADAM_EPS)
     lr = optax.scale_by_learning_rate(table_schedule(lr_table))
+    decay = optax.add_decayed_weights(weight_decay, mask=None if decay_norm_bias else decays)
     if weight_decay and decoupled:
-        return optax.chain(moments, optax.add_decayed_weights(weight_decay), lr)
+        return optax.chain(moments, decay, lr)
     if weight_decay:
-        return optax.chain(optax.add_decayed_weights(weight_decay), moments, lr)
+        return optax.chain(decay, moments, lr)
     return optax.chain(moments, lr)

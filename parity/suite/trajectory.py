@@ -71,7 +71,8 @@ def _run(torch_model, flax_model, key_map, batches, train_cfg, schedule_fn, dtyp
     model = Model.split(fm)
     lr_table, b1_table = schedule_fn(cfg, n_steps)
     tx = optim.adam(lr_table, b1_table if cfg.cycle_momentum else None, beta1=cfg.beta1, beta2=cfg.beta2,
-                    weight_decay=cfg.weight_decay, decoupled=cfg.decoupled_weight_decay)
+                    weight_decay=cfg.weight_decay, decoupled=cfg.decoupled_weight_decay,
+                    decay_norm_bias=cfg.decay_norm_bias)
     state = init_state(model, tx)
     step = make_train_step(model, tx, label_smoothing=cfg.label_smoothing, compute_dtype=jnp.dtype(dtype))
     key = jax.random.key_data(jax.random.key(cfg.seed))
