@@ -23,7 +23,7 @@ def table_schedule(table: np.ndarray):
 
 
 def decays(params):
-    """Which parameters weight decay applies to without --decay-norm-bias: the kernels (ndim > 1),
+    """Which parameters weight decay applies to with --no-decay-norm-bias: the kernels (ndim > 1),
     not BatchNorm scales/shifts and biases — torch_ref.optim splits its param groups by the same rule."""
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
