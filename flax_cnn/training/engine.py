@@ -43,9 +43,7 @@ class JaxEngine:
         self.module = module
         self.model = Model.split(module)
         self.lr_table, beta1_table = schedules.tables(cfg, steps_per_epoch)
-        self.tx = optim.adam(self.lr_table, beta1_table if cfg.cycle_momentum else None, beta1=cfg.beta1,
-                             beta2=cfg.beta2, weight_decay=cfg.weight_decay, decoupled=cfg.decoupled_weight_decay,
-                             decay_norm_bias=cfg.decay_norm_bias)
+        self.tx = optim.from_config(cfg, self.lr_table, beta1_table)
         self.mesh = devices.make_mesh(cfg.devices)
         n_dev = self.mesh.devices.size
         for flag, b in (("batch_size", cfg.batch_size), ("eval_batch_size", cfg.eval_batch_size)):

@@ -6,10 +6,15 @@ moment updates (coupled L2); it is not AdamW. `decoupled=True` gives AdamW (torc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+if TYPE_CHECKING:
+    from flax_cnn.training.config import TrainConfig
 
 ADAM_EPS = 1e-8  # torch.optim.Adam's default
 
@@ -44,3 +49,10 @@ def adam(lr_table: np.ndarray, beta1_table: np.ndarray | None = None, *, beta1: 
     if weight_decay:
         return optax.chain(decay, moments, lr)
     return optax.chain(moments, lr)
+
+
+def from_config(cfg: TrainConfig, lr_table: np.ndarray, beta1_table: np.ndarray | None = None) -> optax.GradientTransformation:
+    """The optimizer `cfg`'s flags ask for: the trainer and the parity suite's trajectory build it here, so a
+    new optimizer flag reaches both (torch_ref.optim.make_optimizer is its twin)."""
+    return adam(lr_table, beta1_table if cfg.cycle_momentum else None, beta1=cfg.beta1, beta2=cfg.beta2,
+                weight_decay=cfg.weight_decay, decoupled=cfg.decoupled_weight_decay, decay_norm_bias=cfg.decay_norm_bias)

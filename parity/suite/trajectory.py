@@ -1,6 +1,6 @@
 """Family "trajectory": N optimizer steps in both twins from the same weights on the same batches,
 each through the code path its trainer uses — `flax_cnn.training.step.make_train_step` with
-`flax_cnn.training.optim.adam` and `flax_cnn.training.schedules` on the JAX side, `torch_ref.optim` with the torch
+`flax_cnn.training.optim.from_config` and `flax_cnn.training.schedules` on the JAX side, `torch_ref.optim` with the torch
 engine's plain loop on the other — comparing the loss at every step and the weights at the end.
 
 Needs a deterministic pair (dropout 0): the twins draw dropout masks from different RNGs.
@@ -70,9 +70,7 @@ def _run(torch_model, flax_model, key_map, batches, train_cfg, schedule_fn, dtyp
 
     model = Model.split(fm)
     lr_table, b1_table = schedule_fn(cfg, n_steps)
-    tx = optim.adam(lr_table, b1_table if cfg.cycle_momentum else None, beta1=cfg.beta1, beta2=cfg.beta2,
-                    weight_decay=cfg.weight_decay, decoupled=cfg.decoupled_weight_decay,
-                    decay_norm_bias=cfg.decay_norm_bias)
+    tx = optim.from_config(cfg, lr_table, b1_table)
     state = init_state(model, tx)
     step = make_train_step(model, tx, label_smoothing=cfg.label_smoothing, compute_dtype=jnp.dtype(dtype))
     key = jax.random.key_data(jax.random.key(cfg.seed))
