@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from flax_cnn import ModelConfig, macs, param_count, receptive_field, summary
-from flax_cnn.model.config import SEED_BLOCKS, BlockSpec, ConfigError, ConvSpec
+from flax_cnn.model.config import SEED_BLOCKS, WIDE_BLOCKS, BlockSpec, ConfigError, ConvSpec
 
 
 def test_default_is_the_recipe_net():
@@ -14,11 +14,16 @@ def test_default_is_the_recipe_net():
     assert [b.name for b in cfg.blocks] == ["c1", "c2", "c3", "c4"]
     specs = [s for _, _, s in cfg.layers()]
     assert any(s.separable for s in specs) and any(s.dilation > 1 for s in specs)
-    assert sum(s.stride == 2 for s in specs) == 3
+    assert sum(s.stride == 2 for s in specs) == 2  # 32 -> 16 -> 8: C3 at 16x16, C4 at 8x8
     assert cfg.activation == "relu" and cfg.dropout > 0  # the brief's block: conv -> BN -> ReLU -> Dropout
     assert param_count(cfg) == 198_602 < 200_000
-    assert receptive_field(cfg) == 99 > 44
-    assert macs(cfg) == 25_099_744
+    assert receptive_field(cfg) == 67 > 44
+    assert macs(cfg) == 39_678_688
+
+
+def test_former_default_keeps_its_numbers():
+    cfg = ModelConfig(blocks=WIDE_BLOCKS)
+    assert param_count(cfg) == 198_602 and receptive_field(cfg) == 99 and macs(cfg) == 25_099_744
 
 
 def test_seed_design_keeps_its_numbers():
@@ -28,8 +33,9 @@ def test_seed_design_keeps_its_numbers():
 
 @pytest.mark.parametrize("name, expected", [
     ("arch_seed.json", ModelConfig(blocks=SEED_BLOCKS, activation="relu", dropout=0.0)),
-    ("arch_all_separable_wide_gelu.json", ModelConfig(activation="gelu", dropout=0.0)),  # the GELU preset
-    ("arch_all_separable_wide.json", ModelConfig(dropout=0.0)),  # the default's layout and activation (f2, t)
+    ("arch_all_separable_wide_gelu.json", ModelConfig(blocks=WIDE_BLOCKS, activation="gelu", dropout=0.0)),  # the GELU preset
+    ("arch_all_separable_wide.json", ModelConfig(blocks=WIDE_BLOCKS, dropout=0.0)),  # the former default's layout (f2, t)
+    ("arch_wide_mid16_relu.json", ModelConfig()),  # the default, as its 15-epoch runs were launched
 ])
 def test_experiment_files_are_the_named_designs(name, expected):
     path = Path(__file__).resolve().parents[1] / "docs" / "experiments" / name
@@ -38,7 +44,7 @@ def test_experiment_files_are_the_named_designs(name, expected):
 
 def test_summary_has_totals():
     text = summary(ModelConfig())
-    assert "features.c3.1.conv" in text and "Total params: 198,602" in text and "Receptive field: 99" in text
+    assert "features.c3.1.conv" in text and "Total params: 198,602" in text and "Receptive field: 67" in text
 
 
 def test_round_trips_through_dict():
