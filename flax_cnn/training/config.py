@@ -19,7 +19,7 @@ default's layout (WIDE_BLOCKS, three stride-2 convs) with the same block ended 8
 15 % of the steps, identity shortcuts with zero-init BN, weight decay 0.025, --no-decay-norm-bias,
 11 wider layers, batch 128, a 5-epoch fade, EMA 0.9995, peak LR 0.0075 (each within 0.4 pp or
 behind). The GELU preset, the defaults of 2026-12-04: `--model
-docs/experiments/arch_all_separable_wide_gelu.json --dropout 0`, measured on the same Zen 5, same
+docs/experiments/arch_all_separable_wide_gelu.json --dropout 0`, measured on a Zen 5 of the same kind, same
 initial weights (docs/results/gelu_preset15/): JAX 85.28 %, torch 85.08 % at epoch 15, 34 / 31 min;
 on a Zen 3 (AVX2; run "k"): 85.42 % / 85.21 %. Why each other value (measured at 15 epochs with
 ReLU nets, before GELU, docs/performance.md): AdamW 0.05 ended 0.74 pp above coupled L2 1e-4
